@@ -1,0 +1,252 @@
+"""Logins for the public share link.
+
+A share link is reachable by anyone who has the URL, so the app can require
+a username and password. Users come either as plain ``user:pass`` pairs on
+the command line (quick, for a session) or from an auth file that stores only
+salted scrypt hashes (so the file can sit next to the data without leaking
+passwords). Each line of the file is ``username:scrypt$n=..,r=..,p=..$SALT$HASH``
+with SALT and HASH in base64; ``#`` comments and blank lines are ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import functools
+import getpass
+import hashlib
+import hmac
+import os
+import secrets
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+SCHEME = "scrypt"
+# n=2**14, r=8 needs 16 MiB and ~50 ms per check: slow for guessing, fine for logins.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+SALT_BYTES = 16
+HASH_BYTES = 32
+MAX_USERNAME = 64
+# Refuse parameters from a file that would need more memory than this.
+_MAXMEM = 64 * 1024 * 1024
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
+    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM, dklen=dklen)
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    """Return ``scrypt$n=..,r=..,p=..$SALT$HASH`` for password; a fresh random salt unless given."""
+    if salt is None:
+        salt = secrets.token_bytes(SALT_BYTES)
+    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P, HASH_BYTES)
+    params = f"n={SCRYPT_N},r={SCRYPT_R},p={SCRYPT_P}"
+    return f"{SCHEME}${params}${_b64(salt)}${_b64(digest)}"
+
+
+def _parse_stored(stored: str) -> tuple[int, int, int, bytes, bytes]:
+    """Split a stored hash into (n, r, p, salt, digest); ValueError saying what is wrong."""
+    parts = stored.split("$")
+    if len(parts) != 4:
+        raise ValueError("expected scheme$params$salt$hash")
+    scheme, params, salt_b64, hash_b64 = parts
+    if scheme != SCHEME:
+        raise ValueError(f"unknown hash scheme {scheme!r} (expected {SCHEME!r})")
+    try:
+        kv = dict(item.split("=", 1) for item in params.split(","))
+        n, r, p = int(kv["n"]), int(kv["r"]), int(kv["p"])
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"bad scrypt parameters {params!r} (expected n=..,r=..,p=..)") from exc
+    if n < 2 or n & (n - 1) or r < 1 or p < 1 or 128 * n * r > _MAXMEM // 2:
+        raise ValueError(f"unsupported scrypt parameters {params!r}")
+    try:
+        salt = base64.b64decode(salt_b64, validate=True)
+        digest = base64.b64decode(hash_b64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("salt or hash is not valid base64") from exc
+    if not salt or not digest:
+        raise ValueError("empty salt or hash")
+    return n, r, p, salt, digest
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """True when password matches stored (a hash_password result); compares in constant time.
+
+    A malformed stored hash raises ValueError: a broken auth file should be loud, not lock everyone out.
+    """
+    n, r, p, salt, digest = _parse_stored(stored)
+    return hmac.compare_digest(_scrypt(password, salt, n, r, p, len(digest)), digest)
+
+
+def check_username(username: str) -> None:
+    """Raise ValueError with the reason when username cannot be stored in an auth file."""
+    if not username:
+        raise ValueError("username is empty")
+    if ":" in username:
+        raise ValueError(f"username {username!r} contains ':'")
+    if any(ch.isspace() for ch in username):
+        raise ValueError(f"username {username!r} contains whitespace")
+    if len(username) > MAX_USERNAME:
+        raise ValueError(f"username is longer than {MAX_USERNAME} characters")
+    if not username.isprintable():
+        raise ValueError(f"username {username!r} contains control characters")
+
+
+def _parse_line(line: str) -> tuple[str, str] | None:
+    """(username, stored) for a user line, None for a comment or blank line; ValueError otherwise."""
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return None
+    username, sep, stored = text.partition(":")
+    if not sep:
+        raise ValueError("expected username:hash")
+    check_username(username)
+    _parse_stored(stored)
+    return username, stored
+
+
+def read_auth_file(path: Path) -> dict[str, str]:
+    """Map username -> stored hash; a malformed line raises ValueError naming file and line number."""
+    path = Path(path)
+    users: dict[str, str] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            entry = _parse_line(line)
+            if entry and entry[0] in users:
+                raise ValueError(f"user {entry[0]!r} appears twice")
+        except ValueError as exc:
+            raise ValueError(f"{path}, line {lineno}: {exc}") from None
+        if entry:
+            users[entry[0]] = entry[1]
+    return users
+
+
+def add_user(path: Path, username: str, password: str) -> None:
+    """Create or update username in the auth file, keeping other lines; written atomically, mode 0600."""
+    path = Path(path)
+    check_username(username)
+    if not password:
+        raise ValueError("password is empty")
+    lines: list[str] = []
+    if path.exists():
+        read_auth_file(path)  # refuse to rewrite a file we cannot parse
+        lines = path.read_text(encoding="utf-8").splitlines()
+    new_line = f"{username}:{hash_password(password)}"
+    for i, line in enumerate(lines):
+        entry = _parse_line(line)
+        if entry and entry[0] == username:
+            lines[i] = new_line
+            break
+    else:
+        lines.append(new_line)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def parse_auth_pair(value: str) -> tuple[str, str]:
+    """Split ``user:pass`` from --auth (the password may contain ':'); ValueError otherwise."""
+    username, sep, password = value.partition(":")
+    if not sep:
+        raise ValueError(f"--auth expects USER:PASSWORD, got no ':' in {value!r}")
+    check_username(username)
+    if not password:
+        raise ValueError(f"--auth: empty password for user {username!r}")
+    return username, password
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against unknown usernames so they take as long as known ones."""
+    return hash_password("", salt=b"\0" * SALT_BYTES)
+
+
+class Authenticator:
+    """The callable Gradio's launch(auth=...) takes: (username, password) -> bool."""
+
+    def __init__(self, pairs: Iterable[tuple[str, str]] = (), hashed: dict[str, str] | None = None) -> None:
+        """Plain pairs come from --auth, hashed users (username -> stored hash) from --auth-file."""
+        self._plain: dict[str, str] = {}
+        for username, password in pairs:
+            check_username(username)
+            if not password:
+                raise ValueError(f"empty password for user {username!r}")
+            self._plain[username] = password
+        self._hashed = dict(hashed or {})
+        for username, stored in self._hashed.items():
+            check_username(username)
+            try:
+                _parse_stored(stored)
+            except ValueError as exc:
+                raise ValueError(f"user {username!r}: {exc}") from None
+        both = sorted(self._plain.keys() & self._hashed.keys())
+        if both:
+            raise ValueError(f"user(s) {', '.join(both)} given both by --auth and in the auth file")
+
+    def __call__(self, username: str, password: str) -> bool:
+        if username in self._plain:
+            return hmac.compare_digest(password.encode("utf-8"), self._plain[username].encode("utf-8"))
+        if username in self._hashed:
+            return verify_password(password, self._hashed[username])
+        verify_password(password, _dummy_hash())
+        return False
+
+    def __bool__(self) -> bool:
+        return bool(self._plain or self._hashed)
+
+    def __len__(self) -> int:
+        return len(self._plain) + len(self._hashed)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise ValueError("no password on stdin")
+        return line.rstrip("\n").rstrip("\r")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != password:
+        raise ValueError("passwords do not match")
+    return password
+
+
+def adduser_main(argv: list[str] | None = None) -> int:
+    """``python -m hitl adduser --auth-file FILE USERNAME``; argv excludes 'adduser'. Returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m hitl adduser",
+        description="Add a user to an auth file (or change their password).",
+    )
+    parser.add_argument("--auth-file", required=True, type=Path, help="file of username:hash lines")
+    parser.add_argument("--password-stdin", action="store_true", help="read the password as one line from stdin")
+    parser.add_argument("username")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed the usage error
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        password = _read_password(args.password_stdin)
+        add_user(args.auth_file, args.username, password)
+    except (ValueError, OSError, EOFError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 2
+    print(f"added {args.username} to {args.auth_file}")
+    return 0
