@@ -1,0 +1,116 @@
+"""A labeling session: its folder, database, images and trainer, and how to reset it."""
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from datetime import datetime
+from pathlib import Path
+
+from hitl import catalog, demo
+from hitl.catalog import CatalogReport
+from hitl.hub_images import resolve_image_source
+from hitl.settings import Settings
+from hitl.store import Store, StoreError
+from hitl.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+
+class Session:
+    """Everything one session folder holds, opened from Settings."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._reset_lock = threading.Lock()
+        self.warnings: list[str] = []
+        self._open()
+
+    def _open(self) -> None:
+        s = self.settings
+        s.session_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(s.db_path, val_every=s.val_every)
+        self.is_demo = not s.images and not s.imports and (
+            self.store.image_count() == 0 or self.store.get_setting("demo") == "1")
+        self.report = self._register_images()
+        if s.task:
+            task = self.store.lock_task(s.task)
+            if task != s.task:
+                self.warnings.append(f"--task {s.task} ignored: this session's task is {task}.")
+        for name in s.classes:
+            if self.store.class_by_name(name) is None:
+                self.store.add_class(name)
+        if self.store.task():
+            self.ensure_default_classes(self.store.task())
+        self.import_reports = [self._import(source) for source in s.imports]
+        self.trainer = Trainer(s, self.store)
+        if s.train:
+            self.trainer.start()
+
+    def _register_images(self) -> CatalogReport:
+        s = self.settings
+        if self.is_demo:
+            folder = demo.generate(s.demo_dir, s.demo_count, s.demo_seed)
+            self.store.set_setting("demo", "1")
+            return catalog.register(self.store, [str(folder)], s.max_image_pixels)
+        sources = []
+        for source in s.images:
+            try:
+                sources.append(resolve_image_source(source, s.downloads_dir))
+            except (RuntimeError, ValueError) as exc:
+                self.warnings.append(str(exc))
+        report = catalog.register(self.store, sources, s.max_image_pixels)
+        for path, error in report.unreadable:
+            log.warning("unreadable image %s: %s", path, error)
+        if report.missing:
+            self.warnings.append("Nothing found at: " + ", ".join(report.missing))
+        return report
+
+    def _import(self, source: str):
+        from hitl.importer import import_labels
+        return import_labels(self.store, source, self.settings.max_image_pixels)
+
+    def ensure_default_classes(self, task: str) -> None:
+        """The demo set comes with its classes, so it can be labeled at once."""
+        if self.is_demo and not self.store.classes():
+            for name in demo.default_classes(task):
+                self.store.add_class(name)
+
+    def lock_task(self, task: str, user: str = "local") -> str:
+        """The first labeling action sets the task; returns the task in force."""
+        current = self.store.lock_task(task, user)
+        self.ensure_default_classes(current)
+        return current
+
+    def task_message(self, wanted: str) -> str | None:
+        """None when `wanted` may be labeled now, else the lock message for the other tab."""
+        task = self.store.task()
+        if task is None or task == wanted:
+            return None
+        return (f"The task of this session is {task}. To do another task, reset the app "
+                f"(this archives the current session).")
+
+    def reset(self) -> Path:
+        """Archive the session folder under a timestamped name and start a fresh one."""
+        with self._reset_lock:
+            self.trainer.stop()
+            self.store.close()
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            folder = self.settings.session_dir
+            archive = folder.with_name(f"{folder.name}-{stamp}")
+            n = 1
+            while archive.exists():
+                archive = folder.with_name(f"{folder.name}-{stamp}-{n}")
+                n += 1
+            shutil.move(str(folder), str(archive))
+            self.settings.task = None
+            self.warnings = []
+            self._open()
+            return archive
+
+    def close(self) -> None:
+        self.trainer.stop()
+        self.store.close()
+
+
+__all__ = ["Session", "StoreError"]

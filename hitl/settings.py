@@ -1,0 +1,70 @@
+"""All knobs in one dataclass, and the session folder layout.
+
+Nothing under hitl/ reads flags or environment variables: app.py builds a Settings and
+everything else receives it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TASKS = ("classification", "segmentation")
+MODES = ("frozen", "finetune")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DEFAULT_BACKBONE = "vit_small_patch16_dinov3.lvd1689m"
+DEFAULT_FINETUNE_MODEL = "resnet18"
+
+
+def default_session_dir() -> Path:
+    """A Space with persistent storage mounts /data; keep labels there when it exists."""
+    return Path("/data/session") if Path("/data").is_dir() else Path("session")
+
+
+@dataclass
+class Settings:
+    session_dir: Path = field(default_factory=default_session_dir)
+    images: list[str] = field(default_factory=list)
+    task: str | None = None
+    classes: list[str] = field(default_factory=list)
+    imports: list[str] = field(default_factory=list)
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    auth: list[tuple[str, str]] = field(default_factory=list)
+    auth_file: Path | None = None
+    allow_anonymous: bool = False
+    device: str = "auto"
+    backbone: str = DEFAULT_BACKBONE
+    finetune_model: str = DEFAULT_FINETUNE_MODEL
+    mode: str = "frozen"
+    seg_long_side: int = 512
+    weights_dir: Path = Path("weights")
+    train: bool = True
+    pretrained: bool = True
+    demo_count: int = 240
+    demo_seed: int = 0
+    lease_seconds: float = 600.0
+    max_image_pixels: int = 100_000_000
+    batch_size: int = 16
+    val_every: int = 5  # one image in val_every goes to the validation split
+    verbose: bool = False
+
+    @property
+    def db_path(self) -> Path:
+        return self.session_dir / "hitl.duckdb"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.session_dir / "features"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.session_dir / "checkpoints"
+
+    @property
+    def demo_dir(self) -> Path:
+        return self.session_dir / "demo"
+
+    @property
+    def downloads_dir(self) -> Path:
+        return self.session_dir / "downloads"

@@ -1,0 +1,68 @@
+"""The numbers the stats panel and the stats() endpoint show, from the store and trainer."""
+from __future__ import annotations
+
+import pandas as pd
+
+from hitl.session import Session
+
+
+def _common(session: Session) -> dict:
+    store, status = session.store, session.trainer.status_dict()
+    counts = store.counts()
+    latest = store.latest_model()
+    return {
+        "total": counts["total"], "readable": counts["readable"],
+        "unreadable": counts["total"] - counts["readable"], "skips": counts["skips"],
+        "model_version": None if latest is None else int(latest["version"]),
+        "training": status["state"] in ("training", "extracting", "starting"),
+        "trainer": status,
+        "users": [{"user": u, "count": int(n), "per_hour": None if pace is None else
+                   round(float(pace), 1)} for u, n, pace in store.user_stats()],
+        "task": store.task(),
+    }
+
+
+def classification_stats(session: Session, live_window: int = 50) -> dict:
+    store = session.store
+    names = {c.id: c.name for c in store.classes()}
+    per_class = {names[cid]: int(n) for cid, n in store.label_counts().items()}
+    latest = store.latest_model()
+    live, counted = store.live_accuracy(live_window)
+    out = _common(session)
+    out.update({
+        "labeled": int(store.counts()["labels"]),
+        "per_class": per_class,
+        "val_accuracy": None if latest is None else latest["val_accuracy"],
+        "live_accuracy": live, "live_counted": counted,
+        "confusion": None if latest is None else latest["metrics"].get("confusion"),
+        "confusion_classes": None if latest is None else
+        [names.get(c, "?") for c in latest["metrics"].get("class_ids", [])],
+    })
+    return out
+
+
+def segmentation_stats(session: Session) -> dict:
+    store = session.store
+    names = {c.id: c.name for c in store.classes()}
+    latest = store.latest_model()
+    per_class_iou = {}
+    if latest is not None and latest["task"] == "segmentation":
+        ids = latest["metrics"].get("class_ids", [])
+        per_class_iou = {names.get(c, "?"): v for c, v in
+                         zip(ids, latest["metrics"].get("per_class_iou", []))}
+    out = _common(session)
+    out.update({
+        "labeled": int(store.counts()["masks"]),
+        "val_miou": None if latest is None else latest["val_miou"],
+        "per_class_iou": per_class_iou,
+    })
+    return out
+
+
+def learning_curve(session: Session, task: str) -> pd.DataFrame:
+    """Validation score against number of labels, one row per model version."""
+    models = session.store.models()
+    column = "val_miou" if task == "segmentation" else "val_accuracy"
+    models = models[(models["task"] == task) & models[column].notna()]
+    return pd.DataFrame({"labels": models["n_labels"].astype(int),
+                         "score": models[column].astype(float)})

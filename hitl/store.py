@@ -1,0 +1,749 @@
+"""The session database: schema, migrations and every SQL statement of hitl.
+
+One DuckDB file per session. DuckDB allows one read-write process per file, so the app
+process owns it and the trainer is a thread: reads go through a cursor per thread and run
+concurrently; writes are serialised by one lock, so two writers never conflict. A write that
+returned has been committed, and DuckDB's write-ahead log makes it survive a killed process.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from hitl import imaging
+
+# Each entry moves the schema one version forward. Never edit a released entry: append.
+MIGRATIONS: list[str] = [
+    # 1: classification sessions
+    """
+    CREATE SEQUENCE seq_images START 1;
+    CREATE SEQUENCE seq_classes START 1;
+    CREATE SEQUENCE seq_events START 1;
+    CREATE TABLE settings (key VARCHAR PRIMARY KEY, value VARCHAR);
+    CREATE TABLE images (
+        id INTEGER PRIMARY KEY DEFAULT nextval('seq_images'),
+        path VARCHAR NOT NULL UNIQUE,
+        filename VARCHAR NOT NULL,
+        width INTEGER, height INTEGER,
+        readable BOOLEAN NOT NULL,
+        error VARCHAR,
+        split VARCHAR NOT NULL,
+        added_at TIMESTAMP DEFAULT current_localtimestamp());
+    CREATE TABLE classes (
+        id INTEGER PRIMARY KEY DEFAULT nextval('seq_classes'),
+        name VARCHAR NOT NULL, colour VARCHAR NOT NULL, position INTEGER NOT NULL);
+    CREATE TABLE labels (
+        image_id INTEGER PRIMARY KEY, class_id INTEGER NOT NULL, "user" VARCHAR,
+        created_at TIMESTAMP, shown_class_id INTEGER, shown_model_version INTEGER);
+    CREATE TABLE skips (image_id INTEGER PRIMARY KEY, "user" VARCHAR, created_at TIMESTAMP);
+    CREATE TABLE events (
+        id BIGINT PRIMARY KEY DEFAULT nextval('seq_events'), "at" TIMESTAMP, "user" VARCHAR,
+        action VARCHAR, image_id INTEGER, class_id INTEGER, detail VARCHAR,
+        prev_class_id INTEGER, prev_skipped BOOLEAN, undone BOOLEAN DEFAULT false);
+    CREATE TABLE predictions (
+        image_id INTEGER, model_version INTEGER, class_id INTEGER,
+        probability FLOAT, margin FLOAT, entropy FLOAT);
+    CREATE TABLE models (
+        version INTEGER PRIMARY KEY, task VARCHAR, backbone VARCHAR, mode VARCHAR,
+        created_at TIMESTAMP, n_labels INTEGER, val_accuracy DOUBLE, metrics VARCHAR);
+    """,
+    # 2: segmentation masks, several labelers
+    """
+    CREATE TABLE masks (
+        image_id INTEGER PRIMARY KEY, png BLOB NOT NULL, "user" VARCHAR,
+        created_at TIMESTAMP, labeled_pixels BIGINT);
+    ALTER TABLE events ADD COLUMN prev_png BLOB;
+    ALTER TABLE models ADD COLUMN val_miou DOUBLE;
+    CREATE TABLE seg_predictions (
+        image_id INTEGER, model_version INTEGER, entropy FLOAT, fractions FLOAT[]);
+    CREATE TABLE leases (image_id INTEGER PRIMARY KEY, "user" VARCHAR, expires_at TIMESTAMP);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+PALETTE = [
+    "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
+    "#bfef45", "#fabed4", "#469990", "#dcbeff", "#9a6324", "#fffac8", "#800000",
+    "#aaffc3", "#808000", "#ffd8b1", "#000075", "#a9a9a9", "#ffe119",
+]
+MAX_CLASS_NAME = 64
+MAX_CLASSES = 254  # mask PNGs store class ids in 8 bits; 0 means unlabeled
+
+
+class StoreError(ValueError):
+    """A request the store refuses, with a message meant for the person who made it."""
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    id: int
+    path: str
+    filename: str
+    width: int | None
+    height: int | None
+    readable: bool
+    error: str | None
+    split: str
+
+
+@dataclass(frozen=True)
+class ClassRow:
+    id: int
+    name: str
+    colour: str
+    position: int
+
+
+def split_for(image_id: int, val_every: int = 5) -> str:
+    """A persistent validation split: a fixed hash of the id, never of the order of labels."""
+    return "val" if (image_id * 2654435761) % 4294967296 % val_every == 0 else "train"
+
+
+def _now() -> datetime:
+    return datetime.now()
+
+
+def normalise_class_name(name: str) -> str:
+    """Trimmed, 1..64 characters, no control characters; raises StoreError saying why."""
+    if not isinstance(name, str):
+        raise StoreError("A class name must be text.")
+    clean = name.strip()
+    if not clean:
+        raise StoreError("A class name cannot be empty.")
+    if len(clean) > MAX_CLASS_NAME:
+        raise StoreError(f"A class name can have at most {MAX_CLASS_NAME} characters "
+                         f"(this one has {len(clean)}).")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in clean):
+        raise StoreError("A class name cannot contain control characters such as tabs or newlines.")
+    return clean
+
+
+class Store:
+    """Owns the DuckDB file of one session."""
+
+    def __init__(self, path: Path | str, val_every: int = 5):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.val_every = val_every
+        self._con = duckdb.connect(str(self.path))
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self._closed = False
+        self.changed = threading.Condition()
+        self._migrate()
+        self.revision = self._one("SELECT coalesce(max(id), 0) FROM events")
+
+    # ---- plumbing -------------------------------------------------------------------------
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            if self._closed:
+                raise StoreError("The session database is closed.")
+            cur = self._con.cursor()
+            self._local.cursor = cur
+        return cur
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self._cursor().execute(sql, params).fetchall()
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self._cursor().execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def _write(self, fn, *args, **kwargs):
+        """Run fn(cursor, ...) in one transaction under the write lock; bump the revision."""
+        with self._write_lock:
+            cur = self._cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                result = fn(cur, *args, **kwargs)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            return result
+
+    def _touch(self) -> None:
+        with self.changed:
+            self.revision += 1
+            self.changed.notify_all()
+
+    def close(self) -> None:
+        with self._write_lock:
+            if not self._closed:
+                self._closed = True
+                self._con.close()
+
+    def _migrate(self) -> None:
+        con = self._con
+        con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+        version = con.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"This session was written by a newer hitl (schema {version}; "
+                             f"this one knows {SCHEMA_VERSION}). Upgrade hitl to open it.")
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            con.execute("BEGIN TRANSACTION")
+            con.execute(MIGRATIONS[number - 1])
+            con.execute("INSERT INTO schema_version VALUES (?)", [number])
+            con.execute("COMMIT")
+
+    def schema_version(self) -> int:
+        return self._one("SELECT max(version) FROM schema_version")
+
+    # ---- settings ------------------------------------------------------------------------
+    def get_setting(self, key: str, default: str | None = None) -> str | None:
+        value = self._one("SELECT value FROM settings WHERE key = ?", [key])
+        return default if value is None else value
+
+    def set_setting(self, key: str, value: str) -> None:
+        self._write(lambda cur: cur.execute(
+            "INSERT OR REPLACE INTO settings VALUES (?, ?)", [key, value]))
+
+    def task(self) -> str | None:
+        return self.get_setting("task")
+
+    def lock_task(self, task: str, user: str = "local") -> str:
+        """Set the session's task unless one is set already; returns the task in force."""
+        def lock(cur):
+            current = cur.execute("SELECT value FROM settings WHERE key='task'").fetchone()
+            if current:
+                return current[0]
+            cur.execute("INSERT INTO settings VALUES ('task', ?)", [task])
+            self._event(cur, user, "task", detail={"task": task})
+            return task
+        return self._write(lock)
+
+    # ---- images --------------------------------------------------------------------------
+    def known_paths(self) -> set[str]:
+        return {row[0] for row in self._rows("SELECT path FROM images")}
+
+    def add_images(self, records: pd.DataFrame) -> int:
+        """Insert new images (columns path, filename, width, height, readable, error).
+
+        Paths already in the session are ignored, so adding a folder twice adds nothing.
+        """
+        if records.empty:
+            return 0
+
+        records = records.assign(ord=range(len(records)))
+
+        def insert(cur):
+            cur.register("new_images", records)
+            before = cur.execute("SELECT count(*) FROM images").fetchone()[0]
+            cur.execute(f"""
+                INSERT INTO images (id, path, filename, width, height, readable, error, split)
+                SELECT id, path, filename, width, height, readable, error,
+                       CASE WHEN (id::BIGINT * 2654435761) % 4294967296 % {int(self.val_every)} = 0
+                            THEN 'val' ELSE 'train' END
+                FROM (SELECT nextval('seq_images') AS id, n.*
+                      FROM (SELECT * FROM (SELECT DISTINCT ON (path) * FROM new_images
+                                           ORDER BY path, ord) ORDER BY ord) n
+                      WHERE n.path NOT IN (SELECT path FROM images))
+            """)
+            cur.unregister("new_images")
+            return cur.execute("SELECT count(*) FROM images").fetchone()[0] - before
+        return self._write(insert)
+
+    def mark_unreadable(self, image_id: int, error: str) -> None:
+        self._write(lambda cur: cur.execute(
+            "UPDATE images SET readable = false, error = ? WHERE id = ?", [error, image_id]))
+
+    def image(self, image_id: int) -> ImageRow | None:
+        row = self._rows("SELECT id, path, filename, width, height, readable, error, split "
+                         "FROM images WHERE id = ?", [int(image_id)])
+        return ImageRow(*row[0]) if row else None
+
+    def images_by_ids(self, ids: Iterable[int]) -> list[ImageRow]:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return []
+        rows = self._rows("SELECT id, path, filename, width, height, readable, error, split "
+                          "FROM images WHERE id IN (SELECT unnest(?)) ORDER BY id", [ids])
+        return [ImageRow(*r) for r in rows]
+
+    def readable_image_ids(self) -> np.ndarray:
+        return self._cursor().execute(
+            "SELECT id FROM images WHERE readable ORDER BY id").fetchnumpy()["id"]
+
+    def unreadable_images(self) -> list[tuple[int, str, str]]:
+        return self._rows("SELECT id, path, error FROM images WHERE NOT readable ORDER BY id")
+
+    def image_count(self) -> int:
+        return self._one("SELECT count(*) FROM images")
+
+    def neighbour_id(self, image_id: int, step: int) -> int | None:
+        """The next (step > 0) or previous readable id, for arrow-key browsing."""
+        if step > 0:
+            return self._one("SELECT min(id) FROM images WHERE readable AND id > ?", [image_id])
+        return self._one("SELECT max(id) FROM images WHERE readable AND id < ?", [image_id])
+
+    # ---- classes -------------------------------------------------------------------------
+    def classes(self) -> list[ClassRow]:
+        return [ClassRow(*r) for r in self._rows(
+            "SELECT id, name, colour, position FROM classes ORDER BY position, id")]
+
+    def class_by_name(self, name: str) -> ClassRow | None:
+        rows = self._rows("SELECT id, name, colour, position FROM classes "
+                          "WHERE lower(name) = lower(?)", [name.strip()])
+        return ClassRow(*rows[0]) if rows else None
+
+    def _check_unique(self, cur, name: str, except_id: int | None = None) -> None:
+        clash = cur.execute("SELECT name FROM classes WHERE lower(name) = lower(?) AND id <> ?",
+                            [name, -1 if except_id is None else except_id]).fetchone()
+        if clash:
+            raise StoreError(f"A class named '{clash[0]}' exists already (names ignore case).")
+
+    def add_class(self, name: str, user: str = "local") -> ClassRow:
+        clean = normalise_class_name(name)
+
+        def add(cur):
+            self._check_unique(cur, clean)
+            count, top = cur.execute(
+                "SELECT count(*), coalesce(max(position), -1) FROM classes").fetchone()
+            if count >= MAX_CLASSES:
+                raise StoreError(f"A session can have at most {MAX_CLASSES} classes.")
+            used = {r[0] for r in cur.execute("SELECT colour FROM classes").fetchall()}
+            colour = next((c for c in PALETTE if c not in used), _colour_for(count))
+            row = cur.execute("INSERT INTO classes (name, colour, position) VALUES (?, ?, ?) "
+                              "RETURNING id, name, colour, position",
+                              [clean, colour, top + 1]).fetchone()
+            self._event(cur, user, "class_add", class_id=row[0], detail={"name": clean})
+            return ClassRow(*row)
+        row = self._write(add)
+        self._touch()
+        return row
+
+    def rename_class(self, class_id: int, name: str, user: str = "local") -> ClassRow:
+        clean = normalise_class_name(name)
+
+        def rename(cur):
+            old = cur.execute("SELECT name FROM classes WHERE id = ?", [class_id]).fetchone()
+            if old is None:
+                raise StoreError(f"There is no class with id {class_id}.")
+            self._check_unique(cur, clean, except_id=class_id)
+            cur.execute("UPDATE classes SET name = ? WHERE id = ?", [clean, class_id])
+            self._event(cur, user, "class_rename", class_id=class_id,
+                        detail={"from": old[0], "to": clean})
+        self._write(rename)
+        return next(c for c in self.classes() if c.id == class_id)
+
+    def reorder_classes(self, ordered_ids: Sequence[int], user: str = "local") -> None:
+        current = {c.id for c in self.classes()}
+        if set(ordered_ids) != current or len(ordered_ids) != len(current):
+            raise StoreError("A new order must name every class exactly once.")
+
+        def reorder(cur):
+            for position, class_id in enumerate(ordered_ids):
+                cur.execute("UPDATE classes SET position = ? WHERE id = ?", [position, class_id])
+            self._event(cur, user, "class_reorder", detail={"order": list(ordered_ids)})
+        self._write(reorder)
+        self._touch()
+
+    def remove_class(self, class_id: int, user: str = "local") -> dict[str, int]:
+        """Delete a class with its labels and its mask pixels, in one transaction."""
+        def remove(cur):
+            name = cur.execute("SELECT name FROM classes WHERE id = ?", [class_id]).fetchone()
+            if name is None:
+                raise StoreError(f"There is no class with id {class_id}.")
+            labels = cur.execute("DELETE FROM labels WHERE class_id = ? RETURNING image_id",
+                                 [class_id]).fetchall()
+            touched = 0
+            for image_id, png in cur.execute("SELECT image_id, png FROM masks").fetchall():
+                mask = imaging.png_to_mask(png)
+                hit = mask == class_id
+                if hit.any():
+                    mask[hit] = 0
+                    touched += 1
+                    if mask.any():
+                        cur.execute("UPDATE masks SET png = ?, labeled_pixels = ? "
+                                    "WHERE image_id = ?",
+                                    [imaging.mask_to_png(mask), int((mask > 0).sum()), image_id])
+                    else:
+                        cur.execute("DELETE FROM masks WHERE image_id = ?", [image_id])
+            cur.execute("DELETE FROM classes WHERE id = ?", [class_id])
+            cur.execute("DELETE FROM predictions")
+            cur.execute("DELETE FROM seg_predictions")
+            self._event(cur, user, "class_remove", class_id=class_id,
+                        detail={"name": name[0], "labels": len(labels), "masks": touched})
+            return {"labels": len(labels), "masks": touched}
+        result = self._write(remove)
+        self._touch()
+        return result
+
+    # ---- labels, masks, skips, undo -------------------------------------------------------
+    def _event(self, cur, user: str, action: str, image_id: int | None = None,
+               class_id: int | None = None, detail: dict | None = None,
+               prev_class_id: int | None = None, prev_skipped: bool | None = None,
+               prev_png: bytes | None = None) -> None:
+        cur.execute(
+            'INSERT INTO events ("at", "user", action, image_id, class_id, detail, prev_class_id, '
+            "prev_skipped, prev_png) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [_now(), user, action, image_id, class_id,
+             None if detail is None else json.dumps(detail), prev_class_id, prev_skipped,
+             prev_png])
+
+    def _require_image(self, cur, image_id: int) -> None:
+        if cur.execute("SELECT 1 FROM images WHERE id = ?", [image_id]).fetchone() is None:
+            raise StoreError(f"There is no image with id {image_id}.")
+
+    def _prior_state(self, cur, image_id: int) -> tuple[int | None, bool, bytes | None]:
+        prev = cur.execute("SELECT class_id FROM labels WHERE image_id = ?", [image_id]).fetchone()
+        skipped = cur.execute("SELECT 1 FROM skips WHERE image_id = ?", [image_id]).fetchone()
+        png = cur.execute("SELECT png FROM masks WHERE image_id = ?", [image_id]).fetchone()
+        return (prev[0] if prev else None, skipped is not None, png[0] if png else None)
+
+    def set_label(self, image_id: int, class_id: int, user: str = "local",
+                  shown_class_id: int | None = None, shown_model_version: int | None = None,
+                  source: str = "label") -> None:
+        """Store one image's class; the prediction shown at the time feeds live accuracy."""
+        def label(cur):
+            self._require_image(cur, image_id)
+            if cur.execute("SELECT 1 FROM classes WHERE id = ?", [class_id]).fetchone() is None:
+                raise StoreError(f"There is no class with id {class_id}.")
+            prev_class, skipped, _ = self._prior_state(cur, image_id)
+            cur.execute("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?, ?)",
+                        [image_id, class_id, user, _now(), shown_class_id, shown_model_version])
+            cur.execute("DELETE FROM skips WHERE image_id = ?", [image_id])
+            cur.execute("DELETE FROM leases WHERE image_id = ?", [image_id])
+            self._event(cur, user, source, image_id, class_id, prev_class_id=prev_class,
+                        prev_skipped=skipped)
+        self._write(label)
+        self._touch()
+
+    def set_mask(self, image_id: int, mask: np.ndarray, user: str = "local",
+                 source: str = "mask") -> None:
+        """Store one image's mask (uint8 class ids, 0 = unlabeled) as PNG bytes."""
+        png = imaging.mask_to_png(mask)
+        labeled = int((mask > 0).sum())
+
+        def save(cur):
+            self._require_image(cur, image_id)
+            ids = {r[0] for r in cur.execute("SELECT id FROM classes").fetchall()}
+            present = set(np.unique(mask).tolist()) - {0}
+            if not present <= ids:
+                raise StoreError(f"The mask uses class ids that do not exist: "
+                                 f"{sorted(present - ids)}.")
+            _, skipped, prev_png = self._prior_state(cur, image_id)
+            if labeled:
+                cur.execute("INSERT OR REPLACE INTO masks VALUES (?, ?, ?, ?, ?)",
+                            [image_id, png, user, _now(), labeled])
+            else:
+                cur.execute("DELETE FROM masks WHERE image_id = ?", [image_id])
+            cur.execute("DELETE FROM skips WHERE image_id = ?", [image_id])
+            cur.execute("DELETE FROM leases WHERE image_id = ?", [image_id])
+            self._event(cur, user, source, image_id, detail={"pixels": labeled},
+                        prev_skipped=skipped, prev_png=prev_png)
+        self._write(save)
+        self._touch()
+
+    def mask(self, image_id: int) -> np.ndarray | None:
+        png = self._one("SELECT png FROM masks WHERE image_id = ?", [image_id])
+        return None if png is None else imaging.png_to_mask(png)
+
+    def skip(self, image_id: int, user: str = "local") -> None:
+        def skip(cur):
+            self._require_image(cur, image_id)
+            _, skipped, _ = self._prior_state(cur, image_id)
+            cur.execute("INSERT OR REPLACE INTO skips VALUES (?, ?, ?)", [image_id, user, _now()])
+            cur.execute("DELETE FROM leases WHERE image_id = ?", [image_id])
+            self._event(cur, user, "skip", image_id, prev_skipped=skipped)
+        self._write(skip)
+        self._touch()
+
+    def undo(self, user: str = "local") -> int | None:
+        """Undo this user's last label, mask or skip; returns the image id or None."""
+        def undo(cur):
+            row = cur.execute(
+                "SELECT id, action, image_id, prev_class_id, prev_skipped, prev_png FROM events "
+                "WHERE \"user\" = ? AND action IN ('label', 'mask', 'skip') AND NOT undone "
+                "ORDER BY id DESC LIMIT 1", [user]).fetchone()
+            if row is None:
+                return None
+            event_id, action, image_id, prev_class, prev_skipped, prev_png = row
+            if action == "label":
+                cur.execute("DELETE FROM labels WHERE image_id = ?", [image_id])
+                if prev_class is not None:
+                    cur.execute("INSERT INTO labels (image_id, class_id, \"user\", created_at) "
+                                "VALUES (?, ?, ?, ?)", [image_id, prev_class, user, _now()])
+            elif action == "mask":
+                cur.execute("DELETE FROM masks WHERE image_id = ?", [image_id])
+                if prev_png is not None:
+                    pixels = int((imaging.png_to_mask(prev_png) > 0).sum())
+                    cur.execute("INSERT INTO masks VALUES (?, ?, ?, ?, ?)",
+                                [image_id, prev_png, user, _now(), pixels])
+            cur.execute("DELETE FROM skips WHERE image_id = ?", [image_id])
+            if prev_skipped:
+                cur.execute("INSERT INTO skips VALUES (?, ?, ?)", [image_id, user, _now()])
+            cur.execute("UPDATE events SET undone = true WHERE id = ?", [event_id])
+            self._event(cur, user, "undo", image_id, detail={"event": event_id,
+                                                             "action": action})
+            return image_id
+        image_id = self._write(undo)
+        if image_id is not None:
+            self._touch()
+        return image_id
+
+    def label_of(self, image_id: int) -> int | None:
+        return self._one("SELECT class_id FROM labels WHERE image_id = ?", [image_id])
+
+    def is_skipped(self, image_id: int) -> bool:
+        return self._one("SELECT count(*) FROM skips WHERE image_id = ?", [image_id]) > 0
+
+    def labeled_pairs(self, split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(image ids, class ids) of every readable labeled image, optionally of one split."""
+        where = "" if split is None else "AND i.split = ?"
+        params = [] if split is None else [split]
+        res = self._cursor().execute(
+            f"SELECT l.image_id, l.class_id FROM labels l JOIN images i ON i.id = l.image_id "
+            f"WHERE i.readable {where} ORDER BY l.image_id", params).fetchnumpy()
+        return res["image_id"].astype(np.int64), res["class_id"].astype(np.int64)
+
+    def masked_ids(self, split: str | None = None) -> np.ndarray:
+        where = "" if split is None else "AND i.split = ?"
+        params = [] if split is None else [split]
+        return self._cursor().execute(
+            f"SELECT m.image_id FROM masks m JOIN images i ON i.id = m.image_id "
+            f"WHERE i.readable {where} ORDER BY m.image_id", params).fetchnumpy()["image_id"]
+
+    def last_label_class(self, user: str) -> int | None:
+        return self._one("SELECT class_id FROM labels WHERE \"user\" = ? "
+                         "ORDER BY created_at DESC LIMIT 1", [user])
+
+    def label_rows(self) -> pd.DataFrame:
+        """Every label with its image and class, for exports."""
+        return self._cursor().execute(
+            "SELECT l.image_id, i.path, i.filename, c.name AS label, l.\"user\", l.created_at, "
+            "i.split FROM labels l JOIN images i ON i.id = l.image_id "
+            "JOIN classes c ON c.id = l.class_id ORDER BY l.image_id").df()
+
+    def mask_rows(self) -> list[tuple[int, str, bytes]]:
+        return self._rows("SELECT m.image_id, i.path, m.png FROM masks m "
+                          "JOIN images i ON i.id = m.image_id ORDER BY m.image_id")
+
+    # ---- leases --------------------------------------------------------------------------
+    def lease_first(self, candidates: Iterable[int], user: str, seconds: float) -> int | None:
+        """Lease the first candidate nobody else holds; atomic against other labelers."""
+        def lease(cur):
+            now = _now()
+            for image_id in candidates:
+                image_id = int(image_id)
+                holder = cur.execute(
+                    "SELECT \"user\" FROM leases WHERE image_id = ? AND expires_at > ?",
+                    [image_id, now]).fetchone()
+                done = cur.execute(
+                    "SELECT (SELECT count(*) FROM labels WHERE image_id = $1) + "
+                    "(SELECT count(*) FROM masks WHERE image_id = $1)", [image_id]).fetchone()[0]
+                if (holder is None or holder[0] == user) and not done:
+                    cur.execute("DELETE FROM leases WHERE \"user\" = ?", [user])
+                    cur.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)",
+                                [image_id, user, now + _seconds(seconds)])
+                    return image_id
+            return None
+        return self._write(lease)
+
+    def renew_lease(self, image_id: int, user: str, seconds: float) -> bool:
+        """Keep an image while its labeler works on it (opened by id or still on screen)."""
+        def renew(cur):
+            now = _now()
+            holder = cur.execute("SELECT \"user\" FROM leases WHERE image_id = ? "
+                                 "AND expires_at > ?", [image_id, now]).fetchone()
+            if holder is not None and holder[0] != user:
+                return False
+            cur.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)",
+                        [image_id, user, now + _seconds(seconds)])
+            return True
+        return self._write(renew)
+
+    def release_leases(self, user: str) -> None:
+        self._write(lambda cur: cur.execute("DELETE FROM leases WHERE \"user\" = ?", [user]))
+
+    def lease_holder(self, image_id: int) -> str | None:
+        return self._one("SELECT \"user\" FROM leases WHERE image_id = ? AND expires_at > ?",
+                         [image_id, _now()])
+
+    # ---- candidates for the next image ----------------------------------------------------
+    def candidates(self, task: str, user: str) -> dict[str, np.ndarray]:
+        """Unlabeled, unskipped, readable images nobody else leases, with their predictions."""
+        done_table = "masks" if task == "segmentation" else "labels"
+        base = (f"FROM images i "
+                f"WHERE i.readable AND i.id NOT IN (SELECT image_id FROM {done_table}) "
+                f"AND i.id NOT IN (SELECT image_id FROM skips) "
+                f"AND i.id NOT IN (SELECT image_id FROM leases WHERE expires_at > $now "
+                f"AND \"user\" <> $user)")
+        params = {"now": _now(), "user": user}
+        cur = self._cursor()
+        if task == "segmentation":
+            res = cur.execute(
+                f"SELECT i.id, p.entropy, p.fractions FROM (SELECT i.id {base}) i "
+                f"LEFT JOIN seg_predictions p ON p.image_id = i.id ORDER BY i.id",
+                params).fetchnumpy()
+            fractions = res["fractions"]
+            return {"ids": res["id"].astype(np.int64),
+                    "entropy": _float_array(res["entropy"]),
+                    "fractions": fractions}
+        res = cur.execute(
+            f"SELECT i.id, p.class_id, p.probability, p.margin, p.entropy "
+            f"FROM (SELECT i.id {base}) i LEFT JOIN predictions p ON p.image_id = i.id "
+            f"ORDER BY i.id", params).fetchnumpy()
+        return {"ids": res["id"].astype(np.int64),
+                "class_id": _nullable_ids(res["class_id"]),
+                "probability": _float_array(res["probability"]),
+                "margin": _float_array(res["margin"]),
+                "entropy": _float_array(res["entropy"])}
+
+    def label_counts(self) -> dict[int, int]:
+        """Labels per class id, classes with no label included as 0."""
+        return dict(self._rows("SELECT c.id, count(l.image_id) FROM classes c "
+                               "LEFT JOIN labels l ON l.class_id = c.id GROUP BY c.id"))
+
+    # ---- predictions and models -------------------------------------------------------------
+    def next_model_version(self) -> int:
+        return (self._one("SELECT max(version) FROM models") or 0) + 1
+
+    def record_model(self, version: int, task: str, backbone: str, mode: str, n_labels: int,
+                     val_accuracy: float | None = None, val_miou: float | None = None,
+                     metrics: dict | None = None) -> None:
+        self._write(lambda cur: cur.execute(
+            "INSERT OR REPLACE INTO models (version, task, backbone, mode, created_at, n_labels, "
+            "val_accuracy, val_miou, metrics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [version, task, backbone, mode, _now(), n_labels, val_accuracy, val_miou,
+             json.dumps(metrics or {})]))
+
+    def models(self) -> pd.DataFrame:
+        return self._cursor().execute(
+            "SELECT version, task, backbone, mode, created_at, n_labels, val_accuracy, "
+            "val_miou, metrics FROM models ORDER BY version").df()
+
+    def latest_model(self) -> dict | None:
+        rows = self._cursor().execute(
+            "SELECT version, task, backbone, mode, created_at, n_labels, val_accuracy, "
+            "val_miou, metrics FROM models ORDER BY version DESC LIMIT 1").fetchall()
+        if not rows:
+            return None
+        keys = ["version", "task", "backbone", "mode", "created_at", "n_labels",
+                "val_accuracy", "val_miou", "metrics"]
+        model = dict(zip(keys, rows[0]))
+        model["metrics"] = json.loads(model["metrics"] or "{}")
+        return model
+
+    def write_predictions(self, frame: pd.DataFrame, replace_all: bool = True) -> None:
+        """Publish class predictions (image_id, model_version, class_id, probability, margin,
+        entropy); with replace_all=False only the given images are replaced."""
+        def write(cur):
+            cur.register("new_predictions", frame)
+            if replace_all:
+                cur.execute("DELETE FROM predictions")
+            else:
+                cur.execute("DELETE FROM predictions WHERE image_id IN "
+                            "(SELECT image_id FROM new_predictions)")
+            cur.execute("INSERT INTO predictions SELECT image_id, model_version, class_id, "
+                        "probability, margin, entropy FROM new_predictions")
+            cur.unregister("new_predictions")
+        self._write(write)
+
+    def write_seg_predictions(self, frame: pd.DataFrame, replace_all: bool = True) -> None:
+        """Publish per-image segmentation summaries (image_id, model_version, entropy,
+        fractions as a list of per-class fractions in class-position order)."""
+        def write(cur):
+            cur.register("new_seg", frame)
+            if replace_all:
+                cur.execute("DELETE FROM seg_predictions")
+            else:
+                cur.execute("DELETE FROM seg_predictions WHERE image_id IN "
+                            "(SELECT image_id FROM new_seg)")
+            cur.execute("INSERT INTO seg_predictions SELECT image_id, model_version, entropy, "
+                        "fractions::FLOAT[] FROM new_seg")
+            cur.unregister("new_seg")
+        self._write(write)
+
+    def prediction(self, image_id: int) -> tuple[int, float, int] | None:
+        """(class id, probability, model version) of one image's current prediction."""
+        rows = self._rows("SELECT class_id, probability, model_version FROM predictions "
+                          "WHERE image_id = ? LIMIT 1", [image_id])
+        return rows[0] if rows else None
+
+    def predictions_frame(self, limit: int | None = None) -> pd.DataFrame:
+        sql = ("SELECT p.image_id, i.filename, c.name AS label, p.probability, p.margin, "
+               "p.entropy, p.model_version FROM predictions p JOIN images i ON i.id = p.image_id "
+               "JOIN classes c ON c.id = p.class_id ORDER BY p.image_id")
+        if limit is not None:
+            sql += f" LIMIT {max(0, int(limit))}"
+        return self._cursor().execute(sql).df()
+
+    def clear_predictions(self) -> None:
+        def clear(cur):
+            cur.execute("DELETE FROM predictions")
+            cur.execute("DELETE FROM seg_predictions")
+        self._write(clear)
+
+    # ---- stats ---------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        row = self._rows(
+            "SELECT (SELECT count(*) FROM images), (SELECT count(*) FROM images WHERE readable), "
+            "(SELECT count(*) FROM labels), (SELECT count(*) FROM masks), "
+            "(SELECT count(*) FROM skips)")[0]
+        return dict(zip(["total", "readable", "labels", "masks", "skips"], row))
+
+    def live_accuracy(self, last_n: int) -> tuple[float | None, int]:
+        """Share of the last N labels whose shown prediction was right, and how many counted."""
+        row = self._rows(
+            "SELECT avg(CASE WHEN shown_class_id = class_id THEN 1.0 ELSE 0.0 END), count(*) "
+            "FROM (SELECT * FROM labels WHERE shown_class_id IS NOT NULL "
+            "ORDER BY created_at DESC LIMIT ?)", [int(last_n)])[0]
+        return (None if row[1] == 0 else float(row[0]), int(row[1]))
+
+    def user_stats(self) -> list[tuple[str, int, float]]:
+        """(user, labels + masks + skips done, actions per hour over their active span)."""
+        return self._rows(
+            "SELECT \"user\", count(*) AS n, "
+            "CASE WHEN count(*) > 1 AND epoch(max(\"at\")) > epoch(min(\"at\")) "
+            "THEN (count(*) - 1) * 3600.0 / (epoch(max(\"at\")) - epoch(min(\"at\"))) END "
+            "FROM events WHERE action IN ('label', 'mask', 'skip') AND NOT undone "
+            "GROUP BY \"user\" ORDER BY n DESC")
+
+    def events(self, limit: int = 100) -> pd.DataFrame:
+        return self._cursor().execute(
+            "SELECT id, \"at\", \"user\", action, image_id, class_id, detail, undone FROM events "
+            "ORDER BY id DESC LIMIT ?", [limit]).df()
+
+    def table(self, name: str) -> pd.DataFrame:
+        """A whole table as a frame, for the JSON dump; only known table names."""
+        allowed = {"images", "classes", "labels", "skips", "predictions", "events", "models",
+                   "seg_predictions", "settings"}
+        if name not in allowed:
+            raise StoreError(f"Unknown table {name!r}.")
+        columns = "* EXCLUDE (prev_png)" if name == "events" else "*"
+        return self._cursor().execute(f"SELECT {columns} FROM {name}").df()
+
+
+def _seconds(seconds: float):
+    from datetime import timedelta
+    return timedelta(seconds=seconds)
+
+
+def _colour_for(index: int) -> str:
+    """Colours past the palette: spread hues, still distinct and stable."""
+    import colorsys
+    r, g, b = colorsys.hsv_to_rgb((index * 0.618033988749895) % 1.0, 0.75, 0.95)
+    return "#{:02x}{:02x}{:02x}".format(int(r * 255), int(g * 255), int(b * 255))
+
+
+def _float_array(values) -> np.ndarray:
+    if isinstance(values, np.ma.MaskedArray):
+        return values.astype(np.float64).filled(np.nan)
+    return np.asarray(values, dtype=np.float64)
+
+
+def _nullable_ids(values) -> np.ndarray:
+    if isinstance(values, np.ma.MaskedArray):
+        return values.astype(np.float64).filled(np.nan)
+    return np.asarray(values, dtype=np.float64)

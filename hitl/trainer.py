@@ -1,0 +1,187 @@
+"""The background trainer: watch the store, train, predict, publish; never block the page.
+
+One thread of the app process (DuckDB allows one writer process). Each turn it asks the
+learner for the session's task and mode to do one short unit of work (a batch of feature
+extraction, or a training round and its predictions). It sleeps when nothing changed, wakes
+as soon as a label lands, survives its own errors (shown on the page), and picks up where it
+left off after a restart because features, labels and predictions all live in the session.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+from hitl.settings import Settings
+from hitl.store import Store
+
+log = logging.getLogger(__name__)
+DEBOUNCE_S = 0.15   # let a burst of key presses land before training on them
+DEBOUNCE_MAX_S = 0.6
+IDLE_WAIT_S = 2.0
+
+
+@dataclass
+class TrainerStatus:
+    state: str = "stopped"          # stopped | starting | extracting | training | idle | error
+    message: str = ""
+    error: str | None = None
+    weights_warning: str | None = None
+    model_version: int | None = None
+    last_trained_at: float | None = None
+    last_train_seconds: float | None = None
+    extract_done: int = 0
+    extract_total: int = 0
+    extract_rate: float | None = None   # images per second of the last batch
+    backbone: str | None = None
+    device: str | None = None
+    mode: str | None = None
+    task: str | None = None
+    updated: float = field(default_factory=time.time)
+
+
+class Learner(Protocol):
+    """One task+mode: does one short unit of work per call."""
+
+    def step(self, changed: bool) -> bool:
+        """Work once; True when more work is pending (do not sleep)."""
+
+    def predicted_mask(self, image_id: int):  # segmentation learners only
+        ...
+
+    def model_state(self) -> dict | None:
+        ...
+
+
+class Trainer:
+    def __init__(self, settings: Settings, store: Store):
+        self.settings = settings
+        self.store = store
+        self.status = TrainerStatus()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._learner: Learner | None = None
+        self._learner_key: tuple | None = None
+        self._force = threading.Event()
+
+    # ---- control ---------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._stop.clear()
+        self.update(state="starting", message="starting", error=None)
+        self._thread = threading.Thread(target=self._run, name="hitl-trainer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self.wake()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._thread = None
+        self.update(state="stopped", message="stopped")
+
+    def wake(self) -> None:
+        with self.store.changed:
+            self.store.changed.notify_all()
+
+    def reset_model(self) -> None:
+        """Forget the learner (backbone, resolution or mode changed; a class was removed)."""
+        self._force.set()
+        self.wake()
+
+    def update(self, **fields) -> None:
+        with self._lock:
+            for key, value in fields.items():
+                setattr(self.status, key, value)
+            self.status.updated = time.time()
+
+    def status_dict(self) -> dict:
+        with self._lock:
+            return asdict(self.status)
+
+    # ---- what the page asks of the current learner --------------------------------------------
+    def learner(self) -> Learner | None:
+        return self._learner
+
+    def predicted_mask(self, image_id: int):
+        learner = self._learner
+        if learner is None or not hasattr(learner, "predicted_mask"):
+            return None
+        return learner.predicted_mask(image_id)
+
+    def model_state(self) -> dict | None:
+        learner = self._learner
+        return None if learner is None else learner.model_state()
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def _wanted_key(self) -> tuple:
+        s = self.settings
+        task = self.store.task() or "classification"
+        name = s.backbone if s.mode == "frozen" else s.finetune_model
+        return (task, s.mode, name, s.seg_long_side, s.device)
+
+    def _make_learner(self, key: tuple) -> Learner:
+        task, mode = key[0], key[1]
+        if mode == "frozen":
+            from hitl.learn_frozen import FrozenClassifier, FrozenSegmenter
+            cls = FrozenSegmenter if task == "segmentation" else FrozenClassifier
+        else:
+            from hitl.learn_finetune import FinetuneClassifier, FinetuneSegmenter
+            cls = FinetuneSegmenter if task == "segmentation" else FinetuneClassifier
+        return cls(self.settings, self.store, self)
+
+    def _run(self) -> None:
+        seen = -1
+        while not self._stop.is_set():
+            more = False
+            try:
+                key = self._wanted_key()
+                if self._force.is_set() or key != self._learner_key:
+                    self._force.clear()
+                    self._learner = None
+                    self._learner = self._make_learner(key)
+                    self._learner_key = key
+                    self.update(task=key[0], mode=key[1], backbone=key[2], error=None)
+                    seen = -1
+                revision = self.store.revision
+                if revision != seen:
+                    self._debounce(revision)
+                    revision = self.store.revision
+                more = self._learner.step(changed=revision != seen)
+                seen = revision
+                if self.status.error:
+                    self.update(error=None)
+            except Exception as exc:  # the trainer must survive anything and say what happened
+                log.error("trainer error:\n%s", traceback.format_exc())
+                self.update(state="error", error=f"{type(exc).__name__}: {exc}",
+                            message="training failed; it resumes on the next change")
+                seen = self.store.revision
+                more = False
+            if not more and not self._stop.is_set():
+                if self.status.state not in ("error",):
+                    self.update(state="idle", message="waiting for new labels")
+                self._wait_for_change(seen)
+
+    def _debounce(self, revision: int) -> None:
+        start = time.monotonic()
+        while time.monotonic() - start < DEBOUNCE_MAX_S and not self._stop.is_set():
+            time.sleep(DEBOUNCE_S)
+            if self.store.revision == revision:
+                return
+            revision = self.store.revision
+
+    def _wait_for_change(self, seen: int) -> None:
+        with self.store.changed:
+            self.store.changed.wait_for(
+                lambda: self._stop.is_set() or self.store.revision != seen
+                or self._force.is_set() or self._wanted_key() != self._learner_key,
+                timeout=IDLE_WAIT_S)

@@ -1,0 +1,75 @@
+"""The whole page: tabs, timers, the keyboard script, the API; and how it is launched."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from hitl import api
+from hitl.labeling import Labeling
+from hitl.session import Session
+from hitl.settings import Settings
+from hitl.ui import classes, classification, segmentation, session_tab
+
+KEYS_JS = (Path(__file__).with_name("keys.js")).read_text()
+HEAD = f"<script>{KEYS_JS}</script>"
+CSS = ".hitl-hidden { display: none !important; }"
+REFRESH_SECONDS = 2.0
+
+
+def space_warning(settings: Settings) -> str | None:
+    """On a Space without persistent storage, labels vanish on restart: say so up front."""
+    import os
+    if os.environ.get("SPACE_ID") and not str(settings.session_dir).startswith("/data"):
+        return ("⚠️ This Space has no persistent storage (/data): labels are lost when it "
+                "restarts. Enable persistent storage in the Space settings, or export often.")
+    return None
+
+
+def build_app(session: Session) -> gr.Blocks:
+    labeling = Labeling(session)
+    with gr.Blocks(title="hitl") as demo:
+        gr.Markdown("## hitl — label while the model learns")
+        warning = space_warning(session.settings)
+        banner = gr.Markdown("  \n".join(filter(None, [warning, *session.warnings])),
+                             elem_id="banner")
+        with gr.Tabs():
+            with gr.Tab("Classification", id="classification") as cls_tab:
+                cls = classification.build(labeling)
+            with gr.Tab("Segmentation", id="segmentation") as seg_tab:
+                seg = segmentation.build(labeling)
+            with gr.Tab("Classes", id="classes") as classes_tab:
+                cm = classes.build(session)
+            with gr.Tab("Session", id="session"):
+                session_tab.build(session)
+        api.register(labeling)
+
+        timer = gr.Timer(REFRESH_SECONDS)
+        for part in (cls, seg):
+            fn, inputs, outputs = part["refresh"]
+            timer.tick(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
+            demo.load(fn, inputs, outputs, api_visibility="private")
+        cls_first = cls["first"]
+        demo.load(cls_first[0], cls_first[1], cls_first[2], api_visibility="private")
+        seg_first = seg["first"]
+        seg_tab.select(lambda *a, **k: _first_if_empty(seg_first[0], *a, **k), seg_first[1],
+                       seg_first[2], api_visibility="private")
+        classes_tab.select(*cm["refresh"], api_visibility="private")
+        demo.load(*cm["refresh"], api_visibility="private")
+        cls_tab.select(*cls["refresh"], api_visibility="private")
+    return demo
+
+
+def _first_if_empty(fetch, current_id, *args, **kwargs):
+    """Opening the Segmentation tab shows an image once, without moving away from one."""
+    if current_id is not None:
+        return [gr.update()] * 6
+    return fetch(current_id, *args, **kwargs)
+
+
+def launch(demo: gr.Blocks, settings: Settings, auth=None, **kwargs):
+    """Start the server; same options for the CLI, the Space and the tests."""
+    demo.queue(default_concurrency_limit=8)
+    return demo.launch(server_name=settings.host, server_port=settings.port,
+                       share=settings.share, auth=auth, head=HEAD, css=CSS,
+                       max_file_size="50mb", footer_links=["api"], **kwargs)

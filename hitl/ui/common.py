@@ -1,0 +1,61 @@
+"""Pieces both labeling tabs share: the user, the image for display, messages."""
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+from PIL import Image
+
+from hitl.imaging import ImageError, load_image
+from hitl.session import Session
+
+DISPLAY_SIDE = 1024  # large photos are shrunk for the page; labels never depend on it
+
+
+def user_of(request: gr.Request | None) -> str:
+    name = getattr(request, "username", None) if request is not None else None
+    return name or "local"
+
+
+def display_image(session: Session, image_id: int | None) -> tuple[Image.Image | None, str | None]:
+    """The registered image by id, shrunk for display; (None, message) if it cannot be shown.
+
+    Only ids from the catalogue are ever opened: the browser never names a path.
+    """
+    if image_id is None:
+        return None, None
+    row = session.store.image(int(image_id))
+    if row is None:
+        return None, f"There is no image with id {image_id}."
+    if not row.readable:
+        return None, f"Image {row.id} ({row.filename}) is unreadable: {row.error}"
+    try:
+        img = load_image(row.path, session.settings.max_image_pixels)
+    except ImageError as exc:
+        session.store.mark_unreadable(row.id, str(exc))
+        return None, f"Image {row.id} is unreadable: {exc}"
+    img.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
+    return img, None
+
+
+def header(view: dict) -> str:
+    """Image id and file name, always visible."""
+    if view.get("image_id") is None:
+        return "### No image"
+    split = " · validation" if view.get("split") == "val" else ""
+    skipped = " · skipped" if view.get("skipped") else ""
+    return (f"### Image {view['image_id']} · `{html.escape(view['filename'] or '')}`"
+            f"{split}{skipped}")
+
+
+def note_text(*parts: str | None) -> str:
+    return "  \n".join(html.escape(p) for p in parts if p)
+
+
+def parse_id(text: str | float | int | None) -> int | None:
+    if text is None or str(text).strip() == "":
+        return None
+    try:
+        return int(float(str(text).strip()))
+    except ValueError:
+        return None

@@ -1,0 +1,291 @@
+"""The Segmentation tab: brush masks in a gr.ImageEditor, predicted masks to correct.
+
+The editor gets images letterboxed to exactly its canvas (STACK.md: layers of another size
+come back shifted), and edits are merged into the full-size mask so that saving an unedited
+mask is bit-exact at any image size.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+import gradio as gr
+
+from hitl.imaging import Letterbox
+from hitl.labeling import Labeling
+from hitl.stats import learning_curve, segmentation_stats
+from hitl.store import StoreError
+from hitl.strategies import SEGMENTATION_STRATEGIES
+from hitl.ui.classification import trainer_line
+from hitl.ui.common import display_image, header, note_text, parse_id, user_of
+
+TASK = "segmentation"
+CANVAS = 512
+SLOTS = 10
+LEGEND = ("**Keys** — `Enter` / `S`: save and go on · `N` / `B`: next / previous id · "
+          "`1`…`0`: brush class · `M`: prediction overlay on/off · `A`: accept the prediction "
+          "as the starting mask · `G`: go to id · `U`: undo")
+
+
+def hex_rgb(colour: str) -> tuple[int, int, int]:
+    colour = colour.lstrip("#")
+    return tuple(int(colour[i:i + 2], 16) for i in (0, 2, 4))
+
+
+def positions_to_rgba(positions: np.ndarray, colours: list[str]) -> np.ndarray:
+    """Class positions (1..K, 0 = none) -> an RGBA layer in the class colours."""
+    table = np.zeros((256, 4), dtype=np.uint8)
+    for pos, colour in enumerate(colours, start=1):
+        table[pos, :3] = hex_rgb(colour)
+        table[pos, 3] = 255
+    return table[positions]
+
+
+def layers_to_positions(layers: list[np.ndarray], colours: list[str]) -> np.ndarray:
+    """Painted pixels (alpha > 0) -> class positions by exact colour; later layers win."""
+    out = None
+    keys = {hex_rgb(c): pos for pos, c in enumerate(colours, start=1)}
+    for layer in layers or []:
+        arr = np.asarray(layer)
+        if arr.ndim != 3 or arr.shape[2] < 4:
+            continue
+        if out is None:
+            out = np.zeros(arr.shape[:2], dtype=np.uint8)
+        painted = arr[:, :, 3] > 0
+        code = (arr[:, :, 0].astype(np.int32) << 16) | (arr[:, :, 1].astype(np.int32) << 8) \
+            | arr[:, :, 2].astype(np.int32)
+        for rgb, pos in keys.items():
+            value = (rgb[0] << 16) | (rgb[1] << 8) | rgb[2]
+            out[painted & (code == value)] = pos
+        # an erased pixel (alpha 0) in the top layer clears what lower layers held
+    return out if out is not None else np.zeros((CANVAS, CANVAS), dtype=np.uint8)
+
+
+def editor_value(img: Image.Image | None, positions: np.ndarray | None, colours: list[str],
+                 box: Letterbox | None) -> dict | None:
+    if img is None or box is None:
+        return None
+    background = np.asarray(box.image_to_canvas(img.convert("RGB")).convert("RGBA"))
+    layer = np.zeros((CANVAS, CANVAS, 4), dtype=np.uint8) if positions is None else \
+        positions_to_rgba(box.mask_to_canvas(positions), colours)
+    return {"background": background, "layers": [layer], "composite": None}
+
+
+def overlay_image(img: Image.Image | None, positions: np.ndarray | None, colours: list[str],
+                  opacity: float) -> Image.Image | None:
+    if img is None or positions is None:
+        return None
+    rgba = Image.fromarray(positions_to_rgba(positions, colours)).resize(img.size, Image.NEAREST)
+    alpha = np.asarray(rgba)[:, :, 3].astype(np.float32) * float(opacity)
+    rgba.putalpha(Image.fromarray(alpha.astype(np.uint8)))
+    base = img.convert("RGBA")
+    return Image.alpha_composite(base, rgba).convert("RGB")
+
+
+def build(labeling: Labeling) -> dict:
+    session = labeling.session
+
+    def colours() -> list[str]:
+        return [c.colour for c in session.store.classes()]
+
+    def brush(default: int = 0) -> gr.Brush:
+        cs = colours() or ["#ff0000"]
+        return gr.Brush(colors=cs, color_mode="fixed",
+                        default_color=cs[min(default, len(cs) - 1)], default_size=12)
+
+    with gr.Column():
+        lock_md = gr.Markdown(visible=False, elem_id="seg-lock")
+        with gr.Column(visible=True) as body:
+            with gr.Row():
+                strategy = gr.Dropdown(list(SEGMENTATION_STRATEGIES), value="random",
+                                       label="Next image", scale=2)
+                class_choice = gr.Dropdown([], label="Class (for 'class' strategy)", scale=2)
+                goto = gr.Textbox(label="Go to id", scale=1, elem_id="seg-goto")
+                go = gr.Button("Open", scale=0, elem_id="seg-go")
+            current = gr.State(None)
+            title = gr.Markdown("### Loading…", elem_id="seg-title")
+            legend = gr.Markdown(elem_id="seg-legend")
+            with gr.Row():
+                editor = gr.ImageEditor(
+                    type="numpy", image_mode="RGBA", format="png", canvas_size=(CANVAS, CANVAS),
+                    fixed_canvas=True, brush=brush(), eraser=gr.Eraser(default_size=16),
+                    transforms=(), sources=(), layers=False, label="Mask",
+                    elem_id="seg-editor", height=560, scale=3)
+                with gr.Column(scale=2):
+                    show_overlay = gr.Checkbox(False, label="Show prediction (M)",
+                                               elem_id="seg-overlay-toggle")
+                    opacity = gr.Slider(0.1, 1.0, value=0.5, step=0.05, label="Overlay opacity")
+                    overlay = gr.Image(type="pil", interactive=False, label="Prediction",
+                                       visible=False, elem_id="seg-overlay", format="jpeg")
+                    accept_btn = gr.Button("Accept prediction as mask (A)", elem_id="seg-accept",
+                                           size="sm")
+            note = gr.Markdown(elem_id="seg-note")
+            with gr.Row():
+                prev_btn = gr.Button("← Previous (B)", elem_id="seg-prev", size="sm")
+                save_btn = gr.Button("Save and next (Enter)", variant="primary",
+                                     elem_id="seg-save")
+                skip_btn = gr.Button("Skip", elem_id="seg-skip", size="sm")
+                undo_btn = gr.Button("Undo (U)", elem_id="seg-undo", size="sm")
+                next_btn = gr.Button("Next → (N)", elem_id="seg-next", size="sm")
+            with gr.Row(elem_classes="hitl-hidden"):
+                brush_keys = [gr.Button(f"brush {i}", elem_id=f"seg-brush-{i}")
+                              for i in range(SLOTS)]
+            gr.Markdown(LEGEND)
+        with gr.Accordion("Statistics", open=True):
+            stats_md = gr.Markdown(elem_id="seg-stats")
+            with gr.Row():
+                curve = gr.LinePlot(x="labels", y="score", title="Validation mIoU", height=220,
+                                    y_lim=[0, 1])
+                iou_table = gr.Dataframe(label="Per-class IoU (validation)", interactive=False)
+
+    outputs = [current, title, editor, note, legend, overlay]
+
+    def legend_text() -> str:
+        return " ".join(f"<span style='background:{c.colour};padding:2px 8px;border-radius:4px;"
+                        f"color:#000'>{i + 1 if i < 10 else ''} {c.name}</span>"
+                        for i, c in enumerate(session.store.classes()))
+
+    def predicted_positions(image_id: int) -> np.ndarray | None:
+        result = session.trainer.predicted_mask(image_id)
+        if result is None:
+            return None
+        ids = [c.id for c in session.store.classes()]
+        if result["class_ids"] != ids:
+            return None  # classes changed since that model: do not show stale colours
+        return result["mask"]
+
+    def render(view: dict, show: bool, alpha: float, extra: str | None = None,
+               positions: np.ndarray | None = None) -> list:
+        image_id = view.get("image_id")
+        img, problem = display_image(session, image_id)
+        box = None
+        if img is not None:
+            row = session.store.image(image_id)
+            box = Letterbox.fit(row.width, row.height, CANVAS)
+        if positions is None and image_id is not None:
+            positions = labeling.mask_positions(image_id)
+        cs = colours()
+        lines = [view.get("note"), problem, extra]
+        if not cs:
+            lines.append("Add classes in the Classes tab to start painting.")
+        over = None
+        if show and image_id is not None and img is not None:
+            pred = predicted_positions(image_id)
+            over = overlay_image(img, pred, cs, alpha)
+            if pred is None:
+                lines.append("No prediction yet.")
+        return [image_id, header(view), editor_value(img, positions, cs, box),
+                note_text(*lines), legend_text(), gr.Image(value=over, visible=show)]
+
+    def guarded(fn):
+        def run(current_id, show, alpha, *args, request: gr.Request = None):
+            message = session.task_message(TASK)
+            if message:
+                return [current_id, gr.update(), gr.update(), note_text(message), gr.update(),
+                        gr.update()]
+            try:
+                return fn(current_id, show, alpha, *args, user=user_of(request))
+            except StoreError as exc:
+                view = labeling.view(current_id, TASK)
+                return [current_id, header(view), gr.update(), note_text(str(exc)),
+                        legend_text(), gr.update()]
+        return run
+
+    def fetch(current_id, show, alpha, strategy_name, class_name, value=None, user="local"):
+        return render(labeling.next_image(TASK, strategy_name, class_name, user), show, alpha)
+
+    def save(current_id, show, alpha, strategy_name, class_name, value, user):
+        if current_id is None:
+            raise StoreError("No image to save.")
+        if not colours():
+            raise StoreError("Add classes before painting.")
+        row = session.store.image(current_id)
+        box = Letterbox.fit(row.width, row.height, CANVAS)
+        canvas = layers_to_positions((value or {}).get("layers") or [], colours())
+        if canvas.shape != (CANVAS, CANVAS):
+            raise StoreError(f"The editor sent a {canvas.shape[1]}x{canvas.shape[0]} layer; "
+                             f"expected {CANVAS}x{CANVAS}. Reload the image and paint again.")
+        positions = box.merge_edit(labeling.mask_positions(current_id), canvas)
+        labeling.annotate_positions(current_id, positions, user)
+        done = f"Saved image {current_id} ({int((positions > 0).sum())} labeled pixels)."
+        return render(labeling.next_image(TASK, strategy_name, class_name, user), show, alpha,
+                      done)
+
+    def skip(current_id, show, alpha, strategy_name, class_name, value, user):
+        if current_id is None:
+            raise StoreError("No image to skip.")
+        labeling.skip(current_id, user)
+        return render(labeling.next_image(TASK, strategy_name, class_name, user), show, alpha)
+
+    def undo(current_id, show, alpha, strategy_name, class_name, value, user):
+        result = labeling.undo(user)
+        if not result["ok"]:
+            raise StoreError(result["error"])
+        return render(labeling.open_image(result["image_id"], TASK, user), show, alpha,
+                      f"Undone: image {result['image_id']} is back as it was.")
+
+    def step(delta):
+        def move(current_id, show, alpha, strategy_name, class_name, value, user):
+            return render(labeling.neighbour(current_id, delta, TASK, user), show, alpha)
+        return move
+
+    def accept(current_id, show, alpha, strategy_name, class_name, value, user):
+        if current_id is None:
+            raise StoreError("No image.")
+        pred = predicted_positions(current_id)
+        if pred is None:
+            raise StoreError("No prediction for this image yet.")
+        return render(labeling.view(current_id, TASK), show, alpha,
+                      "Prediction loaded: correct it, then save.", positions=pred)
+
+    def open_id(current_id, show, alpha, text, user):
+        image_id = parse_id(text)
+        if image_id is None:
+            raise StoreError(f"'{text}' is not an image id (a whole number).")
+        return render(labeling.open_image(image_id, TASK, user), show, alpha)
+
+    def toggle_overlay(current_id, show, alpha):
+        if current_id is None or not show:
+            return gr.Image(visible=show, value=None)
+        img, _ = display_image(session, current_id)
+        pred = predicted_positions(current_id)
+        return gr.Image(value=overlay_image(img, pred, colours(), alpha), visible=True)
+
+    common = dict(outputs=outputs, api_visibility="private", concurrency_limit=None)
+    inputs = [current, show_overlay, opacity, strategy, class_choice, editor]
+    save_btn.click(guarded(save), inputs, **common)
+    skip_btn.click(guarded(skip), inputs, **common)
+    undo_btn.click(guarded(undo), inputs, **common)
+    prev_btn.click(guarded(step(-1)), inputs, **common)
+    next_btn.click(guarded(step(+1)), inputs, **common)
+    accept_btn.click(guarded(accept), inputs, **common)
+    strategy.change(guarded(fetch), inputs, **common)
+    go.click(guarded(open_id), [current, show_overlay, opacity, goto], **common)
+    goto.submit(guarded(open_id), [current, show_overlay, opacity, goto], **common)
+    show_overlay.change(toggle_overlay, [current, show_overlay, opacity], [overlay],
+                        api_visibility="private")
+    opacity.release(toggle_overlay, [current, show_overlay, opacity], [overlay],
+                    api_visibility="private")
+    for i, key in enumerate(brush_keys):
+        key.click(lambda i=i: gr.ImageEditor(brush=brush(i)), None, [editor],
+                  api_visibility="private")
+
+    def refresh():
+        message = session.task_message(TASK)
+        stats = segmentation_stats(session)
+        iou = pd.DataFrame({"class": list(stats["per_class_iou"]),
+                            "IoU": [None if v is None else round(v, 3)
+                                    for v in stats["per_class_iou"].values()]})
+        miou = "—" if stats["val_miou"] is None else f"{stats['val_miou']:.1%}"
+        text = (f"**Masks** {stats['labeled']} / {stats['readable']} · **skipped** "
+                f"{stats['skips']} · **validation mIoU** {miou}  \n"
+                + trainer_line(stats["trainer"]))
+        return (gr.Markdown(message or "", visible=bool(message)),
+                gr.Column(visible=not message), text, learning_curve(session, TASK), iou,
+                gr.Dropdown(choices=[c.name for c in session.store.classes()]))
+
+    refresh_outputs = [lock_md, body, stats_md, curve, iou_table, class_choice]
+    return {"first": (guarded(fetch), inputs, outputs),
+            "refresh": (refresh, [], refresh_outputs),
+            "editor": editor, "brush": brush}
