@@ -1,0 +1,157 @@
+"""The trained model as one file that predicts anywhere: `load_model(path).predict(images)`.
+
+The file is a `torch.save` of tensors, strings, numbers, lists and dicts only, so loading it
+uses `torch.load(weights_only=True)`: opening a model file someone sent you cannot run code.
+
+The backbone's weights are always stored in the file (88 MB for a ViT-S/16, about 1.2 GB for
+a ViT-L). A random-init backbone (offline machine, tests) could not be re-created otherwise,
+and even pretrained weights may be unreachable where the model is used (no network, no
+weights/ folder); one self-contained file also cannot drift from what the trainer used.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+FORMAT = "hitl-model"
+FORMAT_VERSION = 1
+TASKS = ("classification", "segmentation")
+REQUIRED = ("task", "mode", "classes", "backbone", "preprocessing", "head")
+
+
+def _plain(value: Any) -> Any:
+    """numpy -> tensors, recursively; what weights_only loading accepts and nothing else."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(f"a model file cannot hold a {type(value).__name__}")
+
+
+def _check(state: dict) -> None:
+    missing = [k for k in REQUIRED if k not in state]
+    if missing:
+        raise ValueError(f"the model state lacks {', '.join(missing)}")
+    if state["task"] not in TASKS:
+        raise ValueError(f"unknown task {state['task']!r}")
+    if not state["classes"]:
+        raise ValueError("the model has no classes")
+
+
+def save_model(path: Path, state: dict) -> None:
+    """Write the trainer's published state (plus its backbone's weights) atomically to `path`."""
+    _check(state)
+    loaded = state.get("loaded_model")  # the trainer's LoadedModel: not saved, its weights are
+    record = {k: v for k, v in state.items() if k != "loaded_model"}
+    if loaded is not None:
+        record["backbone_state"] = loaded.model.state_dict()
+        record.setdefault("backbone_weights", loaded.weights_source)
+        record["timm_kwargs"] = {"num_classes": 0,
+                                 "dynamic_img_size": bool(getattr(loaded.model,
+                                                                  "dynamic_img_size", False))}
+    if "backbone_state" not in record and record["mode"] == "frozen":
+        raise ValueError("the model state has no backbone weights (no 'loaded_model' nor "
+                         "'backbone_state'), so the backbone could not be re-created")
+    record.update(format=FORMAT, format_version=FORMAT_VERSION)
+    record = _plain(record)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(record, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_state(path: Path) -> dict:
+    """The stored state, checked; refuses files that are not hitl models or are newer."""
+    try:
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path} is not a readable hitl model file ({type(exc).__name__})") \
+            from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a hitl model file")
+    if state.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{path} was written by a newer hitl; upgrade to load it")
+    _check(state)
+    return state
+
+
+class Predictor:
+    """A loaded model: PIL images (or paths) in, labels or masks out."""
+
+    def __init__(self, state: dict, device: str = "cpu", weights_dir: Path = Path("weights")):
+        from hitl import heads
+        from hitl.backbones import create_model, pick_device
+        from hitl.features import FeatureExtractor
+
+        self.task: str = state["task"]
+        self.mode: str = state["mode"]
+        self.classes: list[str] = list(state["classes"])
+        self.model_version: int | None = state.get("model_version")
+        self.preprocessing: dict = dict(state["preprocessing"])
+        if self.mode != "frozen":
+            raise ValueError(f"loading {self.mode!r} models is not supported yet")
+        kwargs = dict(state.get("timm_kwargs") or {"num_classes": 0})
+        if self.task == "segmentation":
+            kwargs["dynamic_img_size"] = True
+        stored = state.get("backbone_state")
+        loaded = create_model(state["backbone"], Path(weights_dir), pick_device(device),
+                              pretrained=stored is None, **kwargs)
+        if stored is not None:
+            loaded.model.load_state_dict(stored)
+            loaded = dataclasses.replace(
+                loaded, weights_source=state.get("backbone_weights", "file"), warning=None)
+        self.warning = loaded.warning
+        self.extractor = FeatureExtractor(loaded)
+        self.long_side = int(self.preprocessing.get("long_side", 512))
+        key = (self.extractor.patch_key(self.long_side) if self.task == "segmentation"
+               else self.extractor.key)
+        if self.preprocessing.get("key", key) != key:
+            self.warning = (f"preprocessing differs from training ({key} here, "
+                            f"{self.preprocessing['key']} there): predictions may differ")
+        head_state = {k: v.numpy() for k, v in state["head"].items()}
+        head_cls = heads.SegHead if self.task == "segmentation" else heads.LinearHead
+        self.head = head_cls.from_state(head_state)
+        if self.head.num_classes != len(self.classes):
+            raise ValueError(f"the head has {self.head.num_classes} outputs for "
+                             f"{len(self.classes)} classes")
+
+    def _images(self, images: list) -> list[Image.Image]:
+        from hitl.imaging import load_image
+        return [im if isinstance(im, Image.Image) else load_image(im) for im in images]
+
+    def predict(self, images: list[Image.Image | str | Path]) -> list[dict]:
+        """Classification: {"label", "probability", "probabilities"} per image.
+        Segmentation: {"mask"}: (H, W) uint8, k = self.classes[k - 1], at the image's size."""
+        images = self._images(images)
+        if not images:
+            return []
+        if self.task == "classification":
+            probs = self.head.predict_proba(self.extractor.global_features(images))
+            return [{"label": self.classes[int(p.argmax())], "probability": float(p.max()),
+                     "probabilities": dict(zip(self.classes, map(float, p)))} for p in probs]
+        grids = self.extractor.patch_features(images, self.long_side)
+        return [{"mask": self.head.predict_mask(grid, (im.height, im.width))[0]}
+                for grid, im in zip(grids, images)]
+
+
+def load_model(path: Path, device: str = "cpu", weights_dir: Path = Path("weights")) -> Predictor:
+    """A Predictor from a model file written by save_model (or the page's model export)."""
+    return Predictor(read_state(path), device=device, weights_dir=weights_dir)
