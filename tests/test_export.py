@@ -297,3 +297,13 @@ def test_cli_export_and_the_locked_session_message(tmp_path):
     result = run_cli("export", "--session", str(session), "--format", "model",
                      "--out", str(tmp_path / "m.pt"))
     assert result.returncode == 2 and "no trained model" in result.stderr
+
+
+def test_cli_adduser_and_unknown_command(tmp_path):
+    auth_file = tmp_path / "users.txt"
+    result = subprocess.run([sys.executable, "-m", "hitl", "adduser", "--auth-file",
+                             str(auth_file), "--password-stdin", "alice"], cwd=REPO,
+                            input="pw\n", capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert auth_file.read_text().startswith("alice:scrypt$")
+    assert run_cli("frobnicate").returncode == 2
