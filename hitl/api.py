@@ -122,6 +122,18 @@ def register(labeling: Labeling) -> None:
                  "probability": float(r.probability), "model_version": int(r.model_version)}
                 for r in frame.itertuples()]
 
+    def reset_session(confirm: bool = False) -> dict:
+        """Archive the session folder and start a fresh session (needs confirm=true)."""
+        if not confirm:
+            return {"ok": False, "error": "Resetting archives every label of this session: "
+                                          "call again with confirm=true."}
+        archive = session.reset()
+        return {"ok": True, "archive": str(archive)}
+
+    def classes_list() -> list[str]:
+        """Class names in order (mask value k is the k-th name)."""
+        return [c.name for c in session.store.classes()]
+
     for fn in (next_image, annotate, annotate_mask, predicted_mask, skip, undo, stats,
-               predictions):
-        gr.api(fn, api_name=fn.__name__, concurrency_limit=None)
+               predictions, reset_session, classes_list):
+        gr.api(fn, api_name=fn.__name__.removesuffix("_list"), concurrency_limit=None)

@@ -1,0 +1,78 @@
+"""Shared fixtures: sessions on generated images with a tiny random-init model, launched apps."""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from hitl.settings import Settings  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_settings(tmp_path: Path, **overrides) -> Settings:
+    base = dict(session_dir=tmp_path / "session", backbone="test_vit", pretrained=False,
+                demo_count=30, port=free_port(), weights_dir=tmp_path / "weights",
+                finetune_model="test_resnet", seg_long_side=64)
+    base.update(overrides)
+    return Settings(**base)
+
+
+@pytest.fixture
+def settings_factory(tmp_path):
+    return lambda **kw: make_settings(tmp_path, **kw)
+
+
+@pytest.fixture
+def session_factory(tmp_path):
+    from hitl.session import Session
+    opened = []
+
+    def make(**kw):
+        session = Session(make_settings(tmp_path, **kw))
+        opened.append(session)
+        return session
+    yield make
+    for session in opened:
+        session.close()
+
+
+class RunningApp:
+    def __init__(self, session, demo, url, auth=None):
+        self.session, self.demo, self.url, self.auth = session, demo, url, auth
+
+    def client(self, auth=None):
+        from gradio_client import Client
+        return Client(self.url, auth=auth or self.auth, verbose=False)
+
+
+@pytest.fixture
+def app_factory(tmp_path):
+    """Launch the real Gradio server on a free port; close it afterwards."""
+    from hitl.session import Session
+    from hitl.ui.app import build_app, launch
+    running = []
+
+    def make(auth=None, **kw):
+        settings = make_settings(tmp_path, **kw)
+        session = Session(settings)
+        demo = build_app(session)
+        _, url, _ = launch(demo, settings, auth, prevent_thread_lock=True, quiet=True)
+        app = RunningApp(session, demo, url.rstrip("/") + "/")
+        running.append(app)
+        return app
+    yield make
+    for app in running:
+        app.demo.close()
+        app.session.close()

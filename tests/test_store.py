@@ -1,0 +1,198 @@
+"""The session database: migrations, durability, concurrent writers, classes, undo."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from hitl.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def add_images(store: Store, n: int, prefix: str = "/img") -> None:
+    store.add_images(pd.DataFrame({
+        "path": [f"{prefix}/{i:05d}.png" for i in range(n)],
+        "filename": [f"{i:05d}.png" for i in range(n)],
+        "width": pd.array([64] * n, dtype="Int32"), "height": pd.array([48] * n, dtype="Int32"),
+        "readable": [True] * n, "error": [None] * n}))
+
+
+def test_old_schema_opens_in_new_version(tmp_path):
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_version (version INTEGER)")
+    con.execute(MIGRATIONS[0])
+    con.execute("INSERT INTO schema_version VALUES (1)")
+    con.execute("INSERT INTO images (path, filename, width, height, readable, split) "
+                "VALUES ('/a.png', 'a.png', 4, 4, true, 'train')")
+    con.execute("INSERT INTO classes (name, colour, position) VALUES ('cat', '#ff0000', 0)")
+    con.execute("INSERT INTO labels VALUES (1, 1, 'old', now(), NULL, NULL)")
+    con.close()
+    store = Store(path)
+    assert store.schema_version() == SCHEMA_VERSION > 1
+    assert store.label_of(1) == 1
+    store.set_mask(1, np.ones((4, 4), np.uint8))  # a table only the new schema has
+    assert store.mask(1).sum() == 16
+    store.close()
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "new.duckdb"
+    Store(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("INSERT INTO schema_version VALUES (?)", [SCHEMA_VERSION + 1])
+    con.close()
+    with pytest.raises(StoreError, match="newer hitl"):
+        Store(path)
+
+
+WRITER = """
+import sys, pandas as pd
+from hitl.store import Store
+s = Store(sys.argv[1])
+n = 400
+s.add_images(pd.DataFrame({"path": [f"/i/{i}.png" for i in range(n)],
+    "filename": [f"{i}.png" for i in range(n)], "width": [8] * n, "height": [8] * n,
+    "readable": [True] * n, "error": [None] * n}))
+c = s.add_class("a")
+print("ready", flush=True)
+for i in range(1, n + 1):
+    s.set_label(i, c.id, "w")
+    print(i, flush=True)
+"""
+
+
+def test_acknowledged_labels_survive_sigkill(tmp_path):
+    path = tmp_path / "kill.duckdb"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    acked = 0
+    assert proc.stdout.readline().strip() == "ready"
+    deadline = time.time() + 60
+    while acked < 60 and time.time() < deadline:
+        acked = int(proc.stdout.readline())
+    proc.kill()  # SIGKILL: no chance to flush or close
+    proc.wait()
+    store = Store(path)
+    labeled, _ = store.labeled_pairs()
+    assert acked >= 60
+    assert set(range(1, acked + 1)) <= set(labeled.tolist())
+    store.close()
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    store = Store(tmp_path / "c.duckdb")
+    add_images(store, 400)
+    cls = store.add_class("x")
+    errors = []
+
+    def worker(start):
+        try:
+            for image_id in range(start, start + 100):
+                store.set_label(image_id, cls.id, f"u{start}")
+                store.prediction(image_id)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=worker, args=(1 + 100 * k,)) for k in range(4)]
+    frame = pd.DataFrame({"image_id": np.arange(1, 401), "model_version": 1, "class_id": cls.id,
+                          "probability": 0.5, "margin": 0.1, "entropy": 0.6})
+    for t in threads:
+        t.start()
+    for _ in range(5):
+        store.write_predictions(frame)
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(store.labeled_pairs()[0]) == 400
+    store.close()
+
+
+def test_class_names_are_checked(tmp_path):
+    store = Store(tmp_path / "n.duckdb")
+    assert store.add_class("  Chat noir 🐈 ").name == "Chat noir 🐈"
+    with pytest.raises(StoreError, match="exists already"):
+        store.add_class("chat NOIR 🐈")
+    with pytest.raises(StoreError, match="empty"):
+        store.add_class("   ")
+    with pytest.raises(StoreError, match="at most 64"):
+        store.add_class("x" * 65)
+    with pytest.raises(StoreError, match="control"):
+        store.add_class("a\tb")
+    other = store.add_class("dog")
+    with pytest.raises(StoreError, match="exists already"):
+        store.rename_class(other.id, "CHAT NOIR 🐈")
+    assert store.rename_class(other.id, "Dog").name == "Dog"
+    store.close()
+
+
+def test_remove_class_deletes_labels_and_mask_pixels(tmp_path):
+    store = Store(tmp_path / "r.duckdb")
+    add_images(store, 3)
+    a, b = store.add_class("a"), store.add_class("b")
+    store.set_label(1, a.id)
+    store.set_label(2, b.id)
+    mask = np.zeros((4, 4), np.uint8)
+    mask[:2] = a.id
+    mask[2:] = b.id
+    store.set_mask(3, mask)
+    only_a = np.full((4, 4), a.id, np.uint8)
+    store.set_mask(2, only_a)
+    result = store.remove_class(a.id)
+    assert result == {"labels": 1, "masks": 2}
+    assert store.label_of(1) is None and store.label_of(2) == b.id
+    assert (store.mask(3) == np.where(mask == a.id, 0, mask)).all()
+    assert store.mask(2) is None  # nothing left labeled in it
+    assert [c.name for c in store.classes()] == ["b"]
+    store.close()
+
+
+def test_undo_chain_restores_each_previous_state(tmp_path):
+    store = Store(tmp_path / "u.duckdb")
+    add_images(store, 2)
+    a, b = store.add_class("a"), store.add_class("b")
+    store.set_label(1, a.id, "me")
+    store.set_label(1, b.id, "me")
+    store.skip(2, "me")
+    store.set_label(2, a.id, "other")
+    assert store.undo("me") == 2 and not store.is_skipped(2)
+    assert store.label_of(2) == a.id  # the other user's label stays
+    assert store.undo("me") == 1 and store.label_of(1) == a.id
+    assert store.undo("me") == 1 and store.label_of(1) is None
+    assert store.undo("me") is None
+    assert store.undo("other") == 2 and store.label_of(2) is None and store.is_skipped(2)
+    store.close()
+
+
+def test_unknown_ids_get_clear_errors(tmp_path):
+    store = Store(tmp_path / "e.duckdb")
+    add_images(store, 1)
+    cls = store.add_class("a")
+    with pytest.raises(StoreError, match="no image with id 99"):
+        store.set_label(99, cls.id)
+    with pytest.raises(StoreError, match="no class with id 42"):
+        store.set_label(1, 42)
+    with pytest.raises(StoreError, match="do not exist"):
+        store.set_mask(1, np.full((2, 2), 7, np.uint8))
+    store.close()
+
+
+def test_leases_keep_images_apart_and_expire(tmp_path):
+    store = Store(tmp_path / "l.duckdb")
+    add_images(store, 3)
+    assert store.lease_first([1, 2, 3], "ann", 60) == 1
+    assert store.lease_first([1, 2, 3], "bob", 60) == 2
+    assert store.lease_holder(1) == "ann"
+    assert store.candidates("classification", "bob")["ids"].tolist() == [2, 3]
+    assert store.lease_first([1], "bob", 60) is None
+    assert store.lease_first([3], "cat", 0.2) == 3
+    time.sleep(0.3)
+    assert store.lease_first([3], "bob", 60) == 3  # expired lease frees the image
+    store.close()
