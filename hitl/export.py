@@ -352,5 +352,6 @@ def coco_document(classes: list[ClassRow], items: Iterable[MaskItem]) -> dict[st
 
 
 def write_coco(out: Path, classes: list[ClassRow], items: Iterable[MaskItem]) -> None:
-    """The COCO file, written atomically; the document is built first, so a failure writes nothing."""
+    """The COCO file, written atomically; the document is built first, so a failure writes
+    nothing."""
     write_json(out, coco_document(classes, items))

@@ -51,8 +51,8 @@ def detect_format(source: Path) -> str:
     if source.is_file():
         if source.suffix.lower() == ".csv":
             return "csv"
-        raise ImportSourceError(f"{source} is a file but not a .csv; import a CSV with path,label "
-                           "columns, an ImageFolder tree or a masks folder.")
+        raise ImportSourceError(f"{source} is a file but not a .csv; import a CSV with "
+                                "path,label columns, an ImageFolder tree or a masks folder.")
     if not source.is_dir():
         raise ImportSourceError(f"Nothing found at {source}.")
     if (source / "masks").is_dir():
@@ -141,8 +141,9 @@ def _csv_pairs(source: Path, report: ImportReport) -> list[tuple[str, str]]:
     with open(source, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
-            raise ImportSourceError(f"{source.name} needs a header with 'path' and 'label' columns "
-                               f"(found {', '.join(reader.fieldnames or []) or 'none'}).")
+            raise ImportSourceError(
+                f"{source.name} needs a header with 'path' and 'label' columns "
+                f"(found {', '.join(reader.fieldnames or []) or 'none'}).")
         pairs = []
         for line, row in enumerate(reader, start=2):
             path, label = (row.get("path") or "").strip(), (row.get("label") or "").strip()
@@ -166,8 +167,8 @@ def _imagefolder_pairs(root: Path, report: ImportReport) -> list[tuple[str, str]
     else:
         class_dirs = subdirs
     if not class_dirs:
-        raise ImportSourceError(f"{root} has no class folders: expected {root.name}/<class>/<image> "
-                           "or a CSV with path,label columns.")
+        raise ImportSourceError(f"{root} has no class folders: expected "
+                                f"{root.name}/<class>/<image> or a CSV with path,label columns.")
     pairs = []
     for class_dir in class_dirs:
         files, _, _ = catalog.find_files([glob.escape(str(class_dir))])
@@ -190,15 +191,17 @@ def read_class_names(folder: Path) -> list[str]:
         names = []
         for line in (folder / "labelmap.txt").read_text(encoding="utf-8").splitlines():
             if line.strip() and not line.lstrip().startswith("#"):
-                names.append(line.split(":", 1)[0])
+                names.append(line.rsplit(":", 3)[0])  # name:r,g,b:parts:actions
         return names
-    raise ImportSourceError(f"{folder} has masks/ but neither classes.json nor labelmap.txt, so the "
-                       "mask values cannot be matched to classes.")
+    raise ImportSourceError(f"{folder} has masks/ but neither classes.json nor labelmap.txt, "
+                            "so the mask values cannot be matched to classes.")
 
 
 def _image_files(folder: Path) -> dict[str, str]:
     """file stem -> absolute path of the images in `folder` (first one wins)."""
-    files, _, _ = catalog.find_files([glob.escape(str(folder))]) if folder.is_dir() else ([], 0, [])
+    if not folder.is_dir():
+        return {}
+    files, _, _ = catalog.find_files([glob.escape(str(folder))])
     found: dict[str, str] = {}
     for f in files:
         found.setdefault(f.stem, os.path.abspath(f))

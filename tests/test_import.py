@@ -1,4 +1,4 @@
-"""Imports: whatever hitl exports comes back unchanged into a fresh session; bad rows are reported."""
+"""Imports: what hitl exports comes back unchanged into a fresh session; bad rows are reported."""
 from __future__ import annotations
 
 import re
@@ -79,6 +79,7 @@ def test_masks_come_back_bit_exact(tmp_path, fresh):
 
 def test_masks_with_labelmap_only_and_images_already_in_the_session(tmp_path, fresh):
     source, _ = make_segmentation(tmp_path)
+    source.rename_class(source.classes()[0].id, "sky: blue")  # a colon, as labelmap's separator
     expected = masks_by_name(source)
     out = export(source, "masks", tmp_path / "m")
     source.close()
