@@ -19,6 +19,7 @@ from hitl.settings import Settings
 from hitl.store import Store
 
 log = logging.getLogger(__name__)
+CHECKPOINT_EVERY_S = 60.0  # the model file holds the backbone too: not after every label
 DEBOUNCE_S = 0.15   # let a burst of key presses land before training on them
 DEBOUNCE_MAX_S = 0.6
 IDLE_WAIT_S = 2.0
@@ -67,6 +68,8 @@ class Trainer:
         self._learner: Learner | None = None
         self._learner_key: tuple | None = None
         self._force = threading.Event()
+        self._saved_version: int | None = None
+        self._saved_at = 0.0
 
     # ---- control ---------------------------------------------------------------------------
     @property
@@ -87,6 +90,7 @@ class Trainer:
         if self._thread is not None:
             self._thread.join(timeout)
         self._thread = None
+        self._checkpoint(force=True)
         self.update(state="stopped", message="stopped")
 
     def wake(self) -> None:
@@ -158,6 +162,7 @@ class Trainer:
                     revision = self.store.revision
                 more = self._learner.step(changed=revision != seen)
                 seen = revision
+                self._checkpoint()
                 if self.status.error:
                     self.update(error=None)
             except Exception as exc:  # the trainer must survive anything and say what happened
@@ -170,6 +175,26 @@ class Trainer:
                 if self.status.state not in ("error",):
                     self.update(state="idle", message="waiting for new labels")
                 self._wait_for_change(seen)
+
+    @property
+    def checkpoint_path(self):
+        return self.settings.checkpoints_dir / "model_state.pt"
+
+    def _checkpoint(self, force: bool = False) -> None:
+        """Keep the latest model on disk, so `python -m hitl export --format model` works
+        when the app is stopped; at most once a minute while labels stream in."""
+        state = self.model_state()
+        if state is None or state.get("model_version") == self._saved_version:
+            return
+        if not force and time.monotonic() - self._saved_at < CHECKPOINT_EVERY_S:
+            return
+        from hitl.model_file import save_model
+        try:
+            save_model(self.checkpoint_path, state)
+            self._saved_version = state.get("model_version")
+            self._saved_at = time.monotonic()
+        except Exception:  # a failed checkpoint must not stop training
+            log.error("checkpoint failed:\n%s", traceback.format_exc())
 
     def _debounce(self, revision: int) -> None:
         start = time.monotonic()
