@@ -97,22 +97,31 @@ class Predictor:
     """A loaded model: PIL images (or paths) in, labels or masks out."""
 
     def __init__(self, state: dict, device: str = "cpu", weights_dir: Path = Path("weights")):
-        from hitl import heads
-        from hitl.backbones import create_model, pick_device
-        from hitl.features import FeatureExtractor
+        from hitl.backbones import pick_device
 
         self.task: str = state["task"]
         self.mode: str = state["mode"]
         self.classes: list[str] = list(state["classes"])
         self.model_version: int | None = state.get("model_version")
         self.preprocessing: dict = dict(state["preprocessing"])
-        if self.mode != "frozen":
-            raise ValueError(f"loading {self.mode!r} models is not supported yet")
+        self.warning: str | None = None
+        self.device = pick_device(device)
+        if self.mode == "finetune":
+            self._init_finetune(state["head"])
+        else:
+            self._init_frozen(state, Path(weights_dir))
+
+    def _init_frozen(self, state: dict, weights_dir: Path) -> None:
+        """Backbone (stored weights) + FeatureExtractor + linear head, as the trainer ran them."""
+        from hitl import heads
+        from hitl.backbones import create_model
+        from hitl.features import FeatureExtractor
+
         kwargs = dict(state.get("timm_kwargs") or {"num_classes": 0})
         if self.task == "segmentation":
             kwargs["dynamic_img_size"] = True
         stored = state.get("backbone_state")
-        loaded = create_model(state["backbone"], Path(weights_dir), pick_device(device),
+        loaded = create_model(state["backbone"], weights_dir, self.device,
                               pretrained=stored is None, **kwargs)
         if stored is not None:
             loaded.model.load_state_dict(stored)
@@ -129,9 +138,24 @@ class Predictor:
         head_state = {k: v.numpy() for k, v in state["head"].items()}
         head_cls = heads.SegHead if self.task == "segmentation" else heads.LinearHead
         self.head = head_cls.from_state(head_state)
-        if self.head.num_classes != len(self.classes):
-            raise ValueError(f"the head has {self.head.num_classes} outputs for "
-                             f"{len(self.classes)} classes")
+        self._check_outputs(self.head.num_classes)
+
+    def _init_finetune(self, ckpt: dict) -> None:
+        """The finetuner's own checkpoint (name, sizes, whole-model state_dict)."""
+        from hitl.finetune import ClassifierFinetuner, SegFinetuner
+
+        if self.task == "segmentation":
+            self.finetuner = SegFinetuner(ckpt["name"], ckpt["num_classes"], self.device,
+                                          ckpt["size"])
+        else:
+            self.finetuner = ClassifierFinetuner(ckpt["name"], ckpt["num_classes"], self.device,
+                                                 ckpt["input_size"])
+        self.finetuner.model.load_state_dict(ckpt["state_dict"])
+        self._check_outputs(int(ckpt["num_classes"]))
+
+    def _check_outputs(self, outputs: int) -> None:
+        if outputs != len(self.classes):
+            raise ValueError(f"the model has {outputs} outputs for {len(self.classes)} classes")
 
     def _images(self, images: list) -> list[Image.Image]:
         from hitl.imaging import load_image
@@ -144,9 +168,12 @@ class Predictor:
         if not images:
             return []
         if self.task == "classification":
-            probs = self.head.predict_proba(self.extractor.global_features(images))
+            probs = (self.finetuner.predict_proba(images) if self.mode == "finetune"
+                     else self.head.predict_proba(self.extractor.global_features(images)))
             return [{"label": self.classes[int(p.argmax())], "probability": float(p.max()),
                      "probabilities": dict(zip(self.classes, map(float, p)))} for p in probs]
+        if self.mode == "finetune":
+            return [{"mask": self.finetuner.predict_mask(im)} for im in images]
         grids = self.extractor.patch_features(images, self.long_side)
         return [{"mask": self.head.predict_mask(grid, (im.height, im.width))[0]}
                 for grid, im in zip(grids, images)]

@@ -133,3 +133,37 @@ def test_cli_exports_the_trainers_saved_model(images, tmp_path):
     assert result.returncode == 0, result.stderr
     predictor = load_model(tmp_path / "m.pt")
     assert predictor.predict([files[1]])[0]["label"] == demo.SHAPES[int(probs[1].argmax())]
+
+
+def finetune_checkpoint(ft) -> dict:
+    """The dict the finetuner saves, as the trainer publishes it in state['head']."""
+    path_dict = {"name": ft.name, "num_classes": ft.num_classes, "lr": ft.lr,
+                 "state_dict": ft.model.state_dict()}
+    if hasattr(ft, "input_size"):
+        return dict(path_dict, kind="classifier", input_size=ft.input_size)
+    return dict(path_dict, kind="segmentation", size=ft.size)
+
+
+def test_finetuned_models_round_trip(images, tmp_path):
+    """Untrained is enough: a random init differs per instance, so only the stored one matches."""
+    from hitl.finetune import ClassifierFinetuner, SegFinetuner
+
+    _, files, _ = images
+    imgs = [load_image(f) for f in files[:4]]
+    ft = ClassifierFinetuner("test_resnet", 3, CPU, input_size=48)
+    save_model(tmp_path / "cls.pt", {
+        "task": "classification", "mode": "finetune", "classes": list(demo.SHAPES),
+        "backbone": "test_resnet", "preprocessing": {"input_size": 48},
+        "head": finetune_checkpoint(ft), "model_version": 2})
+    expected = ft.predict_proba(imgs)
+    got = load_model(tmp_path / "cls.pt").predict(imgs)
+    assert [r["label"] for r in got] == [demo.SHAPES[i] for i in expected.argmax(1)]
+    np.testing.assert_allclose([r["probability"] for r in got], expected.max(1), atol=1e-5)
+
+    seg = SegFinetuner("test_resnet", len(demo.SEG_CLASSES), CPU, size=64)
+    save_model(tmp_path / "seg.pt", {
+        "task": "segmentation", "mode": "finetune", "classes": list(demo.SEG_CLASSES),
+        "backbone": "test_resnet", "preprocessing": {"size": 64},
+        "head": finetune_checkpoint(seg), "model_version": 2})
+    for img, result in zip(imgs[:2], load_model(tmp_path / "seg.pt").predict(imgs[:2])):
+        np.testing.assert_array_equal(result["mask"], seg.predict_mask(img))
