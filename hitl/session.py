@@ -20,8 +20,10 @@ log = logging.getLogger(__name__)
 class Session:
     """Everything one session folder holds, opened from Settings."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, hub_download=None):
+        """hub_download stands in for huggingface_hub.snapshot_download (tests)."""
         self.settings = settings
+        self.hub_download = hub_download
         self._reset_lock = threading.Lock()
         self.warnings: list[str] = []
         self._open()
@@ -56,7 +58,7 @@ class Session:
         sources = []
         for source in s.images:
             try:
-                sources.append(resolve_image_source(source, s.downloads_dir))
+                sources.append(resolve_image_source(source, s.downloads_dir, self.hub_download))
             except (RuntimeError, ValueError) as exc:
                 self.warnings.append(str(exc))
         report = catalog.register(self.store, sources, s.max_image_pixels)

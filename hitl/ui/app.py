@@ -10,6 +10,7 @@ from hitl.labeling import Labeling
 from hitl.session import Session
 from hitl.settings import Settings
 from hitl.ui import classes, classification, segmentation, session_tab
+from hitl.ui.common import user_of
 
 KEYS_JS = (Path(__file__).with_name("keys.js")).read_text()
 HEAD = f"<script>{KEYS_JS}</script>"
@@ -57,6 +58,11 @@ def build_app(session: Session) -> gr.Blocks:
         classes_tab.select(*cm["refresh"], api_visibility="private")
         demo.load(*cm["refresh"], api_visibility="private")
         cls_tab.select(*cls["refresh"], api_visibility="private")
+
+        def leave(request: gr.Request):
+            """A labeler who closes the page frees the image they were shown."""
+            session.store.release_leases(user_of(request))
+        demo.unload(leave)
     return demo
 
 

@@ -146,9 +146,13 @@ def build(labeling: Labeling) -> dict:
     go.click(guarded(open_id), [current, goto], **common)
     goto.submit(guarded(open_id), [current, goto], **common)
 
-    def refresh(window):
-        """Timer tick: lock state, stats, curve, confusion, class choices."""
+    def refresh(window, current_id, request: gr.Request = None):
+        """Timer tick: lock state, stats, curve, confusion, class choices; keeps the lease
+        on the image on screen while its labeler works on it."""
         message = session.task_message(TASK)
+        if current_id is not None and not message:
+            session.store.renew_lease(int(current_id), user_of(request),
+                                      session.settings.lease_seconds)
         stats = classification_stats(session, int(window))
         frame = learning_curve(session, TASK)
         matrix = stats["confusion"]
@@ -162,7 +166,7 @@ def build(labeling: Labeling) -> dict:
 
     refresh_outputs = [lock_md, body, stats_md, curve, confusion, class_choice]
     return {"first": (guarded(fetch), strategy_inputs, outputs),
-            "refresh": (refresh, [live_window], refresh_outputs)}
+            "refresh": (refresh, [live_window, current], refresh_outputs)}
 
 
 def _pct(value) -> str:

@@ -271,8 +271,11 @@ def build(labeling: Labeling) -> dict:
         key.click(lambda i=i: gr.ImageEditor(brush=brush(i)), None, [editor],
                   api_visibility="private")
 
-    def refresh():
+    def refresh(current_id, request: gr.Request = None):
         message = session.task_message(TASK)
+        if current_id is not None and not message:
+            session.store.renew_lease(int(current_id), user_of(request),
+                                      session.settings.lease_seconds)
         stats = segmentation_stats(session)
         iou = pd.DataFrame({"class": list(stats["per_class_iou"]),
                             "IoU": [None if v is None else round(v, 3)
@@ -287,5 +290,5 @@ def build(labeling: Labeling) -> dict:
 
     refresh_outputs = [lock_md, body, stats_md, curve, iou_table, class_choice]
     return {"first": (guarded(fetch), inputs, outputs),
-            "refresh": (refresh, [], refresh_outputs),
+            "refresh": (refresh, [current], refresh_outputs),
             "editor": editor, "brush": brush}
