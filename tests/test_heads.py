@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from hitl.heads import (
     LinearHead,
@@ -13,6 +14,15 @@ from hitl.heads import (
     train_linear_head,
     train_seg_head,
 )
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a busy 2-core box, 2 threads wait on each other and run 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def blobs(n: int, k: int, c: int = 32, seed: int = 0, spread: float = 3.0):
@@ -252,3 +262,13 @@ def test_predict_mask_non_square_and_summary():
     entropy, frac = head.summary(grid)
     assert 0.0 <= entropy <= math.log(k)
     np.testing.assert_allclose(frac, np.bincount(patch.ravel() - 1, minlength=k) / patch.size, atol=1e-6)
+
+
+def test_read_only_cached_features(tmp_path, recwarn):
+    # feature caches are often np.load(..., mmap_mode="r"): read-only, float16
+    x, y = blobs(100, 3)
+    np.save(tmp_path / "f.npy", x)
+    cached = np.load(tmp_path / "f.npy", mmap_mode="r")
+    head = train_linear_head(cached, y, 3)
+    np.testing.assert_allclose(head.predict_proba(cached), head.predict_proba(np.array(x)), atol=1e-6)
+    assert not [w for w in recwarn if "writable" in str(w.message)]
