@@ -79,6 +79,10 @@ class Trainer:
     def start(self) -> None:
         if self.running:
             return
+        # Leave a core to the web server: a key press must answer while the model trains.
+        import os
+        import torch
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
         self._stop.clear()
         self.update(state="starting", message="starting", error=None)
         self._thread = threading.Thread(target=self._run, name="hitl-trainer", daemon=True)
