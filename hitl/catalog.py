@@ -52,7 +52,7 @@ def find_files(sources: list[str]) -> tuple[list[Path], int, list[str]]:
     missing: list[str] = []
     for source in sources:
         source = os.path.expanduser(str(source))
-        if GLOB_CHARS & set(source):
+        if GLOB_CHARS & set(source) and not os.path.exists(source):
             matches = sorted(glob.glob(source, recursive=True))
             found = [Path(m) for m in matches if os.path.isfile(m)]
             for directory in (m for m in matches if os.path.isdir(m)):

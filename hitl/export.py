@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from hitl import imaging
-from hitl.store import ClassRow, Store
+from hitl.store import SESSION_TABLES, ClassRow, Store
 
 FORMATS = ("csv", "imagefolder", "parquet", "json", "masks", "coco", "model")
 FOLDER_FORMATS = {"imagefolder", "masks"}
@@ -34,8 +34,6 @@ DEFAULT_NAMES = {"csv": "labels.csv", "parquet": "labels.parquet", "json": "sess
                  "masks": "masks"}
 UNLABELED_INDEX = 255
 MARKER = ".hitl-export"  # marks a folder as ours, so a re-export may replace it
-SESSION_TABLES = ("settings", "images", "classes", "labels", "masks", "skips", "predictions",
-                  "seg_predictions", "events", "models")
 LABEL_COLUMNS = ("image_id", "path", "label", "user", "timestamp")
 
 
@@ -129,30 +127,6 @@ def unique_names(items: Iterable[tuple[int, str]]) -> dict[int, str]:
             for image_id, name in items}
 
 
-# ---- store queries that belong in store.py ---------------------------------------------------
-
-def copy_labels(store: Store, path: Path, fmt: str) -> None:
-    """Write every label (image_id, path, label, user, timestamp) with DuckDB's COPY."""
-    # TODO move to store: Store.copy_labels(path, fmt)
-    options = ("FORMAT parquet" if fmt == "parquet"
-               else "FORMAT csv, HEADER, TIMESTAMPFORMAT '%Y-%m-%dT%H:%M:%S.%f'")
-    target = str(path).replace("'", "''")
-    store._cursor().execute(
-        "COPY (SELECT l.image_id, i.path, c.name AS label, l.\"user\", l.created_at AS timestamp "
-        "FROM labels l JOIN images i ON i.id = l.image_id JOIN classes c ON c.id = l.class_id "
-        f"ORDER BY l.image_id) TO '{target}' ({options})")
-
-
-def table_rows(store: Store, name: str) -> tuple[list[str], list[tuple]]:
-    """(column names, rows as Python values) of one session table, for the JSON dump."""
-    # TODO move to store: Store.table_rows(name); unlike table() it keeps ints as ints
-    if name not in SESSION_TABLES:
-        raise ValueError(f"unknown table {name!r}")
-    columns = "* EXCLUDE (prev_png)" if name == "events" else "*"
-    cur = store._cursor().execute(f"SELECT {columns} FROM {name} ORDER BY ALL")
-    return [d[0] for d in cur.description], cur.fetchall()
-
-
 # ---- formats ------------------------------------------------------------------------------
 
 def export(store: Store, fmt: str, out: Path, *, split: bool = False, symlink: bool = False,
@@ -168,7 +142,7 @@ def export(store: Store, fmt: str, out: Path, *, split: bool = False, symlink: b
         out = out / DEFAULT_NAMES[fmt]
     if fmt in ("csv", "parquet"):
         with atomic_file(out) as tmp:
-            copy_labels(store, tmp, fmt)
+            store.copy_labels(tmp, fmt)
     elif fmt == "json":
         write_json(out, session_document(store))
     elif fmt == "imagefolder":
@@ -220,7 +194,7 @@ def session_document(store: Store) -> dict[str, Any]:
     doc: dict[str, Any] = {"format": "hitl-session", "schema_version": store.schema_version(),
                            "exported_at": dt.datetime.now().isoformat()}
     for name in SESSION_TABLES:
-        columns, rows = table_rows(store, name)
+        columns, rows = store.table_rows(name)
         records = [dict(zip(columns, row)) for row in rows]
         for record in records:
             for key in ("detail", "metrics"):

@@ -108,14 +108,6 @@ def _class_id(store: Store, name: str, report: ImportReport) -> int:
     return row.id
 
 
-def _image_ids(store: Store) -> dict[str, tuple[int, bool]]:
-    """path -> (image id, readable) of every image in the session."""
-    # TODO move to store: Store.image_ids_by_path() -> dict[str, tuple[int, bool]]
-    # (SELECT path, id, readable FROM images)
-    rows = store._cursor().execute("SELECT path, id, readable FROM images").fetchall()
-    return {path: (image_id, readable) for path, image_id, readable in rows}
-
-
 def _register(store: Store, paths: list[str], max_pixels: int,
               report: ImportReport) -> dict[str, int]:
     """Register the files (known ones are not read again); returns path -> id of readable ones."""
@@ -123,7 +115,7 @@ def _register(store: Store, paths: list[str], max_pixels: int,
     result = catalog.register(store, [glob.escape(p) for p in dict.fromkeys(paths)],
                               max_pixels=max_pixels)
     report.images += result.added
-    known = _image_ids(store)
+    known = store.image_ids_by_path()
     ids: dict[str, int] = {}
     for path in dict.fromkeys(paths):
         image_id, readable = known.get(path, (None, False))
@@ -219,7 +211,7 @@ def _import_masks(store: Store, folder: Path, max_pixels: int, report: ImportRep
     images = _image_files(folder / "images")
     if not images:
         images = {}
-        for path in sorted(_image_ids(store)):
+        for path in sorted(store.image_ids_by_path()):
             images.setdefault(Path(path).stem, path)
     wanted = {m: images.get(m.stem) for m in mask_files}
     for m, path in wanted.items():

@@ -75,6 +75,8 @@ PALETTE = [
     "#bfef45", "#fabed4", "#469990", "#dcbeff", "#9a6324", "#fffac8", "#800000",
     "#aaffc3", "#808000", "#ffd8b1", "#000075", "#a9a9a9", "#ffe119",
 ]
+SESSION_TABLES = ("settings", "images", "classes", "labels", "masks", "skips", "predictions",
+                  "seg_predictions", "events", "models")
 MAX_CLASS_NAME = 64
 MAX_CLASSES = 254  # mask PNGs store class ids in 8 bits; 0 means unlabeled
 
@@ -715,14 +717,29 @@ class Store:
             "SELECT id, \"at\", \"user\", action, image_id, class_id, detail, undone FROM events "
             "ORDER BY id DESC LIMIT ?", [limit]).df()
 
-    def table(self, name: str) -> pd.DataFrame:
-        """A whole table as a frame, for the JSON dump; only known table names."""
-        allowed = {"images", "classes", "labels", "skips", "predictions", "events", "models",
-                   "seg_predictions", "settings"}
-        if name not in allowed:
+    def copy_labels(self, path: Path, fmt: str) -> None:
+        """Write every label to CSV or Parquet with DuckDB's own writer."""
+        options = ("FORMAT parquet" if fmt == "parquet"
+                   else "FORMAT csv, HEADER, TIMESTAMPFORMAT '%Y-%m-%dT%H:%M:%S.%f'")
+        target = str(path).replace("'", "''")  # COPY takes no bound parameter for its target
+        self._cursor().execute(
+            "COPY (SELECT l.image_id, i.path, c.name AS label, l.\"user\", "
+            "l.created_at AS timestamp FROM labels l JOIN images i ON i.id = l.image_id "
+            "JOIN classes c ON c.id = l.class_id "
+            f"ORDER BY l.image_id) TO '{target}' ({options})")
+
+    def table_rows(self, name: str) -> tuple[list[str], list[tuple]]:
+        """(column names, rows as Python values) of one table, for the JSON dump."""
+        if name not in SESSION_TABLES:
             raise StoreError(f"Unknown table {name!r}.")
         columns = "* EXCLUDE (prev_png)" if name == "events" else "*"
-        return self._cursor().execute(f"SELECT {columns} FROM {name}").df()
+        cur = self._cursor().execute(f"SELECT {columns} FROM {name} ORDER BY ALL")
+        return [d[0] for d in cur.description], cur.fetchall()
+
+    def image_ids_by_path(self) -> dict[str, tuple[int, bool]]:
+        """path -> (id, readable) of every registered image."""
+        rows = self._rows("SELECT path, id, readable FROM images")
+        return {path: (image_id, readable) for path, image_id, readable in rows}
 
 
 def _seconds(seconds: float):
