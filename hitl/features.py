@@ -118,7 +118,7 @@ class FeatureExtractor:
     def _to_batch(self, arrays: list[np.ndarray]) -> torch.Tensor:
         """uint8 HWC arrays -> normalised float NCHW on the device (small copy, then maths there)."""
         x = torch.from_numpy(np.stack(arrays)).to(self.device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).float().contiguous()
+        x = x.permute(0, 3, 1, 2).contiguous().float()
         return x.mul_(self._scale).sub_(self._shift)
 
     def _prepare_global(self, images: list[PIL.Image.Image]) -> torch.Tensor:
