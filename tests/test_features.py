@@ -1,6 +1,5 @@
 """Feature extraction with real tiny timm models, and the on-disk feature cache."""
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -236,10 +235,6 @@ def test_cache_patches(tmp_path):
     got = FeatureCache(tmp_path, "k").get_patches(3)
     assert got is not None and got.dtype == np.float16 and got.shape == (32, 32, 384)
     np.testing.assert_array_equal(got, grid.astype(np.float16))
-    start = time.perf_counter()
-    for _ in range(10):
-        cache.get_patches(3)
-    assert (time.perf_counter() - start) / 10 < 0.02
 
 
 def test_cache_clear(tmp_path):
@@ -253,17 +248,15 @@ def test_cache_clear(tmp_path):
     assert FeatureCache(tmp_path, "k").global_ids().tolist() == [2]
 
 
-def test_cache_get_global_is_fast_at_scale(tmp_path):
+def test_cache_get_global_at_scale(tmp_path):
+    """Many shards merge into one answer (its speed is measured in bench/)."""
     cache = FeatureCache(tmp_path, "k")
     rng = np.random.default_rng(0)
     block = rng.normal(size=(2000, 384)).astype(np.float16)
     for i in range(50):  # 100,000 x 384 in 50 shards
         cache.put_global(np.arange(i * 2000, (i + 1) * 2000), block)
     fresh = FeatureCache(tmp_path, "k")
-    start = time.perf_counter()
     ids, f = fresh.get_global()
-    elapsed = time.perf_counter() - start
     assert f.shape == (100_000, 384)
     np.testing.assert_array_equal(ids, np.arange(100_000))
     np.testing.assert_array_equal(f[-2000:], block)
-    assert elapsed < 1.0
