@@ -1,0 +1,50 @@
+"""The real entry point: `python app.py` on the real images, then driven over HTTP."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from gradio_client import Client
+
+from tests.conftest import SHARED_DATA, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"app exited with {proc.returncode}: {proc.stderr.read()}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError("app did not answer")
+
+
+def test_app_launches_on_hymenoptera(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--images", str(SHARED_DATA / "hymenoptera"), "--session",
+         str(tmp_path / "s"), "--port", str(port), "--no-pretrained", "--backbone", "test_vit",
+         "--classes", "ants,bees"], cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_http(url, proc)
+        client = Client(url, verbose=False)
+        view = client.predict("sequential", None, api_name="/next_image")
+        assert view["image_id"] == 1 and view["filename"].endswith(".jpg")
+        assert client.predict(1, "ants", api_name="/annotate")["ok"]
+        stats = client.predict(10, api_name="/stats")
+        assert stats["total"] == 398 and stats["per_class"] == {"ants": 1, "bees": 0}
+        page = urllib.request.urlopen(url, timeout=10).read().decode()
+        assert "hitl" in page
+    finally:
+        proc.terminate()
+        proc.wait(30)
