@@ -31,23 +31,23 @@ class Labeling:
             return {"image_id": None, "filename": None, "prediction": None, "label": None,
                     "skipped": False, "note": note or "No images left to label.",
                     "strategy": strategy}
-        row = self.store.image(image_id)
-        if row is None:
+        state = self.store.image_state(image_id)
+        if state is None:
             raise StoreError(f"There is no image with id {image_id}.")
+        row = state["row"]
         view = {"image_id": row.id, "filename": row.filename, "width": row.width,
                 "height": row.height, "readable": row.readable, "error": row.error,
-                "split": row.split, "skipped": self.store.is_skipped(row.id), "note": note,
+                "split": row.split, "skipped": state["skipped"], "note": note,
                 "strategy": strategy, "prediction": None, "label": None}
-        names = {c.id: c.name for c in self.store.classes()}
         if task == "classification":
-            label = self.store.label_of(row.id)
-            view["label"] = names.get(label)
-            pred = self.store.prediction(row.id)
+            names = {c.id: c.name for c in self.store.classes()}
+            view["label"] = names.get(state["label"])
+            pred = state["prediction"]
             if pred is not None and pred[0] in names:
-                view["prediction"] = {"label": names[pred[0]], "probability": float(pred[1]),
-                                      "model_version": int(pred[2])}
+                view["prediction"] = {"label": names[pred[0]], "probability": pred[1],
+                                      "model_version": pred[2]}
         else:
-            view["label"] = "mask" if self.store.mask(row.id) is not None else None
+            view["label"] = "mask" if state["has_mask"] else None
         return view
 
     def next_image(self, task: str, strategy: str, class_name: str | None = None,

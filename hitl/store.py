@@ -264,6 +264,24 @@ class Store:
                          "FROM images WHERE id = ?", [int(image_id)])
         return ImageRow(*row[0]) if row else None
 
+    def image_state(self, image_id: int) -> dict | None:
+        """One image with its label, skip, mask flag and prediction, in a single query (the
+        page asks this on every key press)."""
+        rows = self._rows(
+            "SELECT i.id, i.path, i.filename, i.width, i.height, i.readable, i.error, i.split, "
+            "l.class_id, s.image_id IS NOT NULL, m.image_id IS NOT NULL, "
+            "p.class_id, p.probability, p.model_version FROM images i "
+            "LEFT JOIN labels l ON l.image_id = i.id LEFT JOIN skips s ON s.image_id = i.id "
+            "LEFT JOIN (SELECT image_id FROM masks WHERE image_id = $id) m ON m.image_id = i.id "
+            "LEFT JOIN (SELECT * FROM predictions WHERE image_id = $id LIMIT 1) p "
+            "ON p.image_id = i.id WHERE i.id = $id", {"id": int(image_id)})
+        if not rows:
+            return None
+        r = rows[0]
+        return {"row": ImageRow(*r[:8]), "label": r[8], "skipped": bool(r[9]),
+                "has_mask": bool(r[10]),
+                "prediction": None if r[11] is None else (r[11], float(r[12]), int(r[13]))}
+
     def images_by_ids(self, ids: Iterable[int]) -> list[ImageRow]:
         ids = [int(i) for i in ids]
         if not ids:
@@ -534,22 +552,25 @@ class Store:
     # ---- leases --------------------------------------------------------------------------
     def lease_first(self, candidates: Iterable[int], user: str, seconds: float) -> int | None:
         """Lease the first candidate nobody else holds; atomic against other labelers."""
+        ordered = [int(i) for i in candidates]
+        if not ordered:
+            return None
+
         def lease(cur):
             now = _now()
-            for image_id in candidates:
-                image_id = int(image_id)
-                holder = cur.execute(
-                    "SELECT \"user\" FROM leases WHERE image_id = ? AND expires_at > ?",
-                    [image_id, now]).fetchone()
-                done = cur.execute(
-                    "SELECT (SELECT count(*) FROM labels WHERE image_id = $1) + "
-                    "(SELECT count(*) FROM masks WHERE image_id = $1)", [image_id]).fetchone()[0]
-                if (holder is None or holder[0] == user) and not done:
-                    cur.execute("DELETE FROM leases WHERE \"user\" = ?", [user])
-                    cur.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)",
-                                [image_id, user, now + _seconds(seconds)])
-                    return image_id
-            return None
+            row = cur.execute(
+                "SELECT c.id FROM (SELECT unnest($ids) AS id, generate_subscripts($ids, 1) AS n) c "
+                "WHERE c.id NOT IN (SELECT image_id FROM leases WHERE expires_at > $now "
+                "AND \"user\" <> $user) "
+                "AND c.id NOT IN (SELECT image_id FROM labels) "
+                "AND c.id NOT IN (SELECT image_id FROM masks) ORDER BY c.n LIMIT 1",
+                {"ids": ordered, "now": now, "user": user}).fetchone()
+            if row is None:
+                return None
+            cur.execute("DELETE FROM leases WHERE \"user\" = ? OR image_id = ?", [user, row[0]])
+            cur.execute("INSERT INTO leases VALUES (?, ?, ?)",
+                        [row[0], user, now + _seconds(seconds)])
+            return row[0]
         return self._write(lease)
 
     def renew_lease(self, image_id: int, user: str, seconds: float) -> bool:
