@@ -141,6 +141,9 @@ class Store:
         self._write_lock = threading.RLock()
         self._closed = False
         self.changed = threading.Condition()
+        # next_image runs on every key press: keep the two big arrays it needs in memory
+        self._readable_ids: np.ndarray | None = None
+        self._pred_cache: dict[str, np.ndarray] | None = None
         self._migrate()
         self.revision = self._one("SELECT coalesce(max(id), 0) FROM events")
 
@@ -253,11 +256,14 @@ class Store:
             """)
             cur.unregister("new_images")
             return cur.execute("SELECT count(*) FROM images").fetchone()[0] - before
-        return self._write(insert)
+        added = self._write(insert)
+        self._readable_ids = None
+        return added
 
     def mark_unreadable(self, image_id: int, error: str) -> None:
         self._write(lambda cur: cur.execute(
             "UPDATE images SET readable = false, error = ? WHERE id = ?", [error, image_id]))
+        self._readable_ids = None
 
     def image(self, image_id: int) -> ImageRow | None:
         row = self._rows("SELECT id, path, filename, width, height, readable, error, split "
@@ -291,8 +297,14 @@ class Store:
         return [ImageRow(*r) for r in rows]
 
     def readable_image_ids(self) -> np.ndarray:
-        return self._cursor().execute(
-            "SELECT id FROM images WHERE readable ORDER BY id").fetchnumpy()["id"]
+        """Sorted ids of every readable image (cached: it only changes when images do)."""
+        ids = self._readable_ids
+        if ids is None:
+            ids = self._cursor().execute(
+                "SELECT id FROM images WHERE readable ORDER BY id").fetchnumpy()["id"]
+            ids = np.asarray(ids, dtype=np.int64)
+            self._readable_ids = ids
+        return ids
 
     def unreadable_images(self) -> list[tuple[int, str, str]]:
         return self._rows("SELECT id, path, error FROM images WHERE NOT readable ORDER BY id")
@@ -396,6 +408,7 @@ class Store:
                         detail={"name": name[0], "labels": len(labels), "masks": touched})
             return {"labels": len(labels), "masks": touched}
         result = self._write(remove)
+        self._pred_cache = None
         self._touch()
         return result
 
@@ -596,32 +609,51 @@ class Store:
     # ---- candidates for the next image ----------------------------------------------------
     def candidates(self, task: str, user: str) -> dict[str, np.ndarray]:
         """Unlabeled, unskipped, readable images nobody else leases, with their predictions."""
-        done_table = "masks" if task == "segmentation" else "labels"
-        base = (f"FROM images i "
-                f"WHERE i.readable AND i.id NOT IN (SELECT image_id FROM {done_table}) "
-                f"AND i.id NOT IN (SELECT image_id FROM skips) "
-                f"AND i.id NOT IN (SELECT image_id FROM leases WHERE expires_at > $now "
-                f"AND \"user\" <> $user)")
         params = {"now": _now(), "user": user}
         cur = self._cursor()
         if task == "segmentation":
             res = cur.execute(
-                f"SELECT i.id, p.entropy, p.fractions FROM (SELECT i.id {base}) i "
-                f"LEFT JOIN seg_predictions p ON p.image_id = i.id ORDER BY i.id",
-                params).fetchnumpy()
+                "SELECT i.id, p.entropy, p.fractions FROM images i "
+                "LEFT JOIN seg_predictions p ON p.image_id = i.id "
+                "WHERE i.readable AND i.id NOT IN (SELECT image_id FROM masks) "
+                "AND i.id NOT IN (SELECT image_id FROM skips) "
+                "AND i.id NOT IN (SELECT image_id FROM leases WHERE expires_at > $now "
+                "AND \"user\" <> $user) ORDER BY i.id", params).fetchnumpy()
             fractions = res["fractions"]
             return {"ids": res["id"].astype(np.int64),
                     "entropy": _float_array(res["entropy"]),
                     "fractions": fractions}
-        res = cur.execute(
-            f"SELECT i.id, p.class_id, p.probability, p.margin, p.entropy "
-            f"FROM (SELECT i.id {base}) i LEFT JOIN predictions p ON p.image_id = i.id "
-            f"ORDER BY i.id", params).fetchnumpy()
-        return {"ids": res["id"].astype(np.int64),
-                "class_id": _nullable_ids(res["class_id"]),
-                "probability": _float_array(res["probability"]),
-                "margin": _float_array(res["margin"]),
-                "entropy": _float_array(res["entropy"])}
+        excluded = cur.execute(
+            "SELECT image_id FROM labels UNION ALL SELECT image_id FROM skips UNION ALL "
+            "SELECT image_id FROM leases WHERE expires_at > $now AND \"user\" <> $user",
+            params).fetchnumpy()["image_id"]
+        ids = self.readable_image_ids()
+        if len(excluded):
+            ids = ids[~np.isin(ids, np.asarray(excluded, dtype=np.int64))]
+        preds = self._predictions_cache()
+        known = preds["image_id"]
+        pos = np.clip(np.searchsorted(known, ids), 0, max(len(known) - 1, 0))
+        found = (known[pos] == ids) if len(known) else np.zeros(len(ids), dtype=bool)
+
+        def column(name: str) -> np.ndarray:
+            out = np.full(len(ids), np.nan)
+            if found.any():
+                out[found] = preds[name][pos[found]]
+            return out
+        return {"ids": ids, "class_id": column("class_id"), "probability": column("probability"),
+                "margin": column("margin"), "entropy": column("entropy")}
+
+    def _predictions_cache(self) -> dict[str, np.ndarray]:
+        cache = self._pred_cache
+        if cache is None:
+            res = self._cursor().execute(
+                "SELECT image_id, class_id, probability, margin, entropy FROM predictions "
+                "ORDER BY image_id").fetchnumpy()
+            cache = {"image_id": np.asarray(res["image_id"], dtype=np.int64)}
+            for name in ("class_id", "probability", "margin", "entropy"):
+                cache[name] = np.asarray(res[name], dtype=np.float64)
+            self._pred_cache = cache
+        return cache
 
     def label_counts(self) -> dict[int, int]:
         """Labels per class id, classes with no label included as 0."""
@@ -672,6 +704,8 @@ class Store:
                         "probability, margin, entropy FROM new_predictions")
             cur.unregister("new_predictions")
         self._write(write)
+        self._pred_cache = None
+        self._predictions_cache()  # rebuilt here, in the writer's thread, not on a key press
 
     def write_seg_predictions(self, frame: pd.DataFrame, replace_all: bool = True) -> None:
         """Publish per-image segmentation summaries (image_id, model_version, entropy,
@@ -707,6 +741,7 @@ class Store:
             cur.execute("DELETE FROM predictions")
             cur.execute("DELETE FROM seg_predictions")
         self._write(clear)
+        self._pred_cache = None
 
     # ---- stats ---------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -776,12 +811,6 @@ def _colour_for(index: int) -> str:
 
 
 def _float_array(values) -> np.ndarray:
-    if isinstance(values, np.ma.MaskedArray):
-        return values.astype(np.float64).filled(np.nan)
-    return np.asarray(values, dtype=np.float64)
-
-
-def _nullable_ids(values) -> np.ndarray:
     if isinstance(values, np.ma.MaskedArray):
         return values.astype(np.float64).filled(np.nan)
     return np.asarray(values, dtype=np.float64)

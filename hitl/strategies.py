@@ -43,7 +43,10 @@ def _lowest(values: np.ndarray, ids: np.ndarray, mask: np.ndarray | None = None)
 
 
 def sequential(c: dict) -> np.ndarray:
-    return c["ids"][:TOP]
+    ids = c["ids"]
+    if ids.size > TOP:
+        ids = ids[np.argpartition(ids, TOP - 1)[:TOP]]
+    return np.sort(ids)
 
 
 def random_order(c: dict, seed: int) -> np.ndarray:
