@@ -24,6 +24,8 @@ def build(session: Session) -> dict:
                                "name)", elem_id="backbone")
         mode = gr.Radio(["frozen", "finetune"], value=s.mode, label="Mode")
         finetune_model = gr.Textbox(s.finetune_model, label="Fine-tune model (timm name)")
+        long_side = gr.Number(s.seg_long_side, precision=0, minimum=64, maximum=2048,
+                              label="Segmentation working resolution (long side, px)")
         apply_btn = gr.Button("Apply")
     trainer_md = gr.Markdown()
     gr.Markdown("### Export")
@@ -49,8 +51,10 @@ def build(session: Session) -> dict:
         session.trainer.stop()
         return "Trainer stopped."
 
-    def apply(name, new_mode, ft_name):
+    def apply(name, new_mode, ft_name, side):
         import timm
+        if side is None or int(side) < 64:
+            return note_text("The working resolution must be at least 64 pixels.")
         for label, value in (("backbone", name), ("fine-tune model", ft_name)):
             bare = BACKBONE_PRESETS.get(value, value)
             if not timm.is_model(bare):
@@ -58,6 +62,7 @@ def build(session: Session) -> dict:
         s.backbone = BACKBONE_PRESETS.get(name, name)
         s.mode = new_mode
         s.finetune_model = ft_name
+        s.seg_long_side = int(side)  # masks are resized to it, never cropped; caches are keyed by it
         session.trainer.reset_model()
         return note_text(f"Now {new_mode} with {s.backbone if new_mode == 'frozen' else ft_name};"
                          " features are recomputed if needed.")
@@ -79,7 +84,8 @@ def build(session: Session) -> dict:
 
     start_btn.click(start, None, trainer_md, api_visibility="private")
     stop_btn.click(stop, None, trainer_md, api_visibility="private")
-    apply_btn.click(apply, [backbone, mode, finetune_model], trainer_md, api_visibility="private")
+    apply_btn.click(apply, [backbone, mode, finetune_model, long_side], trainer_md,
+                    api_visibility="private")
     export_btn.click(export, [fmt], [export_file, export_md], api_visibility="private")
     reset_btn.click(lambda: gr.Row(visible=True), None, confirm_row, api_visibility="private")
     cancel_btn.click(lambda: gr.Row(visible=False), None, confirm_row, api_visibility="private")
