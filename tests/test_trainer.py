@@ -145,3 +145,30 @@ def test_accuracy_rises_and_uncertainty_beats_random(tmp_path):
     target = 0.9 * np.mean([r[-1][1] for r in randoms])
     needed_random = np.mean([labels_to_reach(r, target) for r in randoms])
     assert labels_to_reach(uncertain, target) <= needed_random
+
+
+def test_resolution_or_backbone_change_starts_clean_caches(session_factory):
+    session = session_factory(task="segmentation", seg_long_side=64)
+    labeling = Labeling(session)
+    folder = session.settings.demo_dir
+    for _ in range(4):
+        view = labeling.next_image("segmentation", "sequential")
+        labeling.annotate_positions(view["image_id"],
+                                    demo_set.ground_truth_mask(folder, view["filename"]))
+    first = wait_for(lambda: session.trainer.predicted_mask(1))
+    old_key = session.trainer.learner().cache.dir
+    session.settings.seg_long_side = 128
+    session.trainer.reset_model()
+    wait_for(lambda: (lr := session.trainer.learner()) is not None and lr.long_side == 128
+             and session.trainer.predicted_mask(1) is not None)
+    learner = session.trainer.learner()
+    assert learner.cache.dir != old_key and "long128" in learner.cache.dir.name
+    assert learner.extractor.working_size(192, 144, 128) == (128, 96)
+    second = session.trainer.predicted_mask(1)
+    assert second["mask"].shape == first["mask"].shape == (144, 192)  # resized, never cropped
+    assert session.store.mask(1) is not None  # labels untouched by the change
+    session.settings.backbone = "test_vit2"
+    session.trainer.reset_model()
+    wait_for(lambda: (lr := session.trainer.learner()) is not None
+             and lr.loaded.name == "test_vit2" and session.trainer.predicted_mask(1) is not None)
+    assert "test_vit2" in session.trainer.learner().cache.dir.name
