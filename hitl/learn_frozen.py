@@ -289,8 +289,7 @@ class FrozenSegmenter(_FrozenBase):
         version = self.store.next_model_version()
         iou = metrics.IoUAccumulator(k)
         for image_id in self.store.masked_ids("val").tolist():
-            grid, mask, row = self._grid(image_id), self.store.mask(image_id), \
-                self.store.image(image_id)
+            grid, mask = self._grid(image_id), self.store.mask(image_id)
             if grid is None or mask is None:
                 continue
             predicted, _ = self.head.predict_mask(grid, mask.shape)

@@ -111,6 +111,10 @@ class Session:
             return archive
 
     def close(self) -> None:
+        """Stop the trainer (it checkpoints the model) and close the database; idempotent."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
         self.trainer.stop()
         self.store.close()
 

@@ -15,6 +15,18 @@ from hitl.settings import Settings  # noqa: E402
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def wait_for(predicate, timeout: float = 120.0, every: float = 0.2):
+    """Poll until predicate() is truthy (the trainer is a thread); returns its value."""
+    import time
+    end = time.time() + timeout
+    while time.time() < end:
+        value = predicate()
+        if value is not None and value is not False:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not met in time")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

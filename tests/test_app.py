@@ -3,27 +3,19 @@ from __future__ import annotations
 
 import base64
 import io
-import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from hitl import demo as demo_set
+from tests.conftest import wait_for
 
 
 def truth(filename: str) -> str:
     return filename.rsplit("_", 1)[1].removesuffix(".png")
 
 
-def wait_for(predicate, timeout=60.0, every=0.2):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not met in time")
 
 
 def mask_png(mask: np.ndarray) -> str:

@@ -1,22 +1,14 @@
 """Fine-tune mode inside the app's trainer: both tasks learn and predict, checkpoints resume."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
 from hitl import demo as demo_set
 from hitl.labeling import Labeling
+from tests.conftest import wait_for
 
 
-def wait_for(predicate, timeout=120.0, every=0.2):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not met in time")
 
 
 def test_finetune_classification_predicts_and_checkpoints(session_factory):

@@ -11,16 +11,9 @@ from hitl.backbones import create_model
 from hitl.features import FeatureExtractor
 from hitl.imaging import load_image
 from hitl.labeling import Labeling
+from tests.conftest import wait_for
 
 
-def wait_for(predicate, timeout=90.0, every=0.1):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not met in time")
 
 
 def label_from_truth(session, n):

@@ -32,7 +32,7 @@ def build_app(session: Session) -> gr.Blocks:
     with gr.Blocks(title="hitl") as demo:
         gr.Markdown("## hitl — label while the model learns")
         warning = space_warning(session.settings)
-        banner = gr.Markdown("  \n".join(filter(None, [warning, *session.warnings])),
+        gr.Markdown("  \n".join(filter(None, [warning, *session.warnings])),
                              elem_id="banner")
         with gr.Tabs():
             with gr.Tab("Classification", id="classification") as cls_tab:
