@@ -58,9 +58,6 @@ def register(labeling: Labeling) -> None:
                    request: gr.Request = None) -> dict:
         """The next image to label for this user (leased to them), or image_id null."""
         try:
-            if task() == "segmentation" and strategy in ("margin", "entropy", "minority",
-                                                         "last class"):
-                strategy = "uncertain"
             view = labeling.next_image(task(), strategy, class_name, user_of(request))
             return {k: view.get(k) for k in ("image_id", "filename", "prediction", "label",
                                              "note", "strategy")}
