@@ -6,6 +6,7 @@ catalogue is re-scored and predictions stay a second or two behind the labeler.
 from __future__ import annotations
 
 import time
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -204,6 +205,7 @@ class FrozenSegmenter(_FrozenBase):
         self.cache = FeatureCache(settings.features_dir,
                                   self.extractor.patch_key(self.long_side))
         self._have: set[int] = set()
+        self._targets: dict[int, tuple] = {}   # image id -> (mask checksum, targets, weights)
         self._summary_cursor = 0
 
     def _grid(self, image_id: int) -> np.ndarray | None:
@@ -263,6 +265,16 @@ class FrozenSegmenter(_FrozenBase):
             more_summaries = False
         return bool(missing.size) or more_summaries
 
+    def _patch_targets(self, image_id: int, positions: np.ndarray, grid_hw, k: int):
+        """Area targets change only when a mask does: computing them is most of a round."""
+        checksum = (zlib.crc32(positions.tobytes()), positions.shape, tuple(grid_hw), k)
+        cached = self._targets.get(image_id)
+        if cached is not None and cached[0] == checksum:
+            return cached[1], cached[2]
+        t, w = heads.mask_to_patch_targets(positions, grid_hw, k)
+        self._targets[image_id] = (checksum, t, w)
+        return t, w
+
     def _train(self, class_ids: list[int]) -> None:
         start = time.perf_counter()
         self.trainer.update(state="training", message="training the head")
@@ -276,7 +288,7 @@ class FrozenSegmenter(_FrozenBase):
             grid, mask = self._grid(image_id), self.store.mask(image_id)
             if grid is None or mask is None:
                 continue
-            t, w = heads.mask_to_patch_targets(lut[mask], grid.shape[:2], k)
+            t, w = self._patch_targets(image_id, lut[mask], grid.shape[:2], k)
             grids.append(grid)
             targets.append(t)
             weights.append(w)
