@@ -6,6 +6,11 @@ mask is bit-exact at any image size.
 """
 from __future__ import annotations
 
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from PIL import Image
@@ -64,12 +69,51 @@ def layers_to_positions(layers: list[np.ndarray], colours: list[str]) -> np.ndar
 
 def editor_value(img: Image.Image | None, positions: np.ndarray | None, colours: list[str],
                  box: Letterbox | None) -> dict | None:
+    """The editor's value as arrays: background letterboxed to the canvas, one mask layer."""
     if img is None or box is None:
         return None
     background = np.asarray(box.image_to_canvas(img.convert("RGB")).convert("RGBA"))
     layer = np.zeros((CANVAS, CANVAS, 4), dtype=np.uint8) if positions is None else \
         positions_to_rgba(box.mask_to_canvas(positions), colours)
     return {"background": background, "layers": [layer], "composite": None}
+
+
+EDITOR_FILES_KEEP_S = 6 * 3600
+_last_prune = [0.0]
+
+
+def _prune(folder: Path) -> None:
+    """Drop editor files older than a few hours, at most once a minute."""
+    now = time.time()
+    if now - _last_prune[0] < 60:
+        return
+    _last_prune[0] = now
+    for path in folder.iterdir():
+        try:
+            if now - path.stat().st_mtime > EDITOR_FILES_KEEP_S:
+                path.unlink()
+        except OSError:
+            pass
+
+
+def editor_files(value: dict | None) -> dict | None:
+    """The same value as files we encode ourselves: a JPEG background (display only) and a
+    fast PNG layer (exact colours). Gradio's own PNG encoding of both took most of a save."""
+    if value is None:
+        return None
+    folder = Path(gr.ImageEditor.GRADIO_CACHE if hasattr(gr.ImageEditor, "GRADIO_CACHE")
+                  else tempfile.gettempdir()) / "hitl-editor"
+    folder.mkdir(parents=True, exist_ok=True)
+    _prune(folder)
+    stem = uuid.uuid4().hex
+    background = folder / f"{stem}-bg.jpg"
+    Image.fromarray(value["background"][:, :, :3]).save(background, quality=92)
+    layers = []
+    for i, layer in enumerate(value["layers"]):
+        path = folder / f"{stem}-layer{i}.png"
+        Image.fromarray(layer, "RGBA").save(path, compress_level=1)
+        layers.append(str(path))
+    return {"background": str(background), "layers": layers, "composite": None}
 
 
 def overlay_image(img: Image.Image | None, positions: np.ndarray | None, colours: list[str],
@@ -175,7 +219,7 @@ def build(labeling: Labeling) -> dict:
             over = overlay_image(img, pred, cs, alpha)
             if pred is None:
                 lines.append("No prediction yet.")
-        return [image_id, header(view), editor_value(img, positions, cs, box),
+        return [image_id, header(view), editor_files(editor_value(img, positions, cs, box)),
                 note_text(*lines), legend_text(), gr.Image(value=over, visible=show)]
 
     def guarded(fn):
