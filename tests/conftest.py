@@ -66,7 +66,8 @@ class RunningApp:
 
     def client(self, auth=None):
         from gradio_client import Client
-        return Client(self.url, auth=auth or self.auth, verbose=False)
+        return Client(self.url, auth=auth or self.auth, verbose=False,
+                      httpx_kwargs={"timeout": 180})
 
 
 @pytest.fixture

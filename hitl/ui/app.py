@@ -16,6 +16,7 @@ KEYS_JS = (Path(__file__).with_name("keys.js")).read_text()
 HEAD = f"<script>{KEYS_JS}</script>"
 CSS = ".hitl-hidden { display: none !important; }"
 REFRESH_SECONDS = 2.0
+SEG_REFRESH_SECONDS = 60.0
 
 
 def space_warning(settings: Settings) -> str | None:
@@ -41,23 +42,31 @@ def build_app(session: Session) -> gr.Blocks:
                 seg = segmentation.build(labeling)
             with gr.Tab("Classes", id="classes") as classes_tab:
                 cm = classes.build(session)
-            with gr.Tab("Session", id="session"):
+            with gr.Tab("Session", id="session") as sess_tab:
                 session_tab.build(session)
         api.register(labeling)
 
+        # Any event makes gr.ImageEditor reload and re-upload its value, so the fast timer
+        # pauses while the Segmentation tab is open; a slow one keeps its lease and stats.
         timer = gr.Timer(REFRESH_SECONDS)
-        for part in (cls, seg):
-            fn, inputs, outputs = part["refresh"]
-            timer.tick(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
-            demo.load(fn, inputs, outputs, api_visibility="private")
-        cls_first = cls["first"]
-        demo.load(cls_first[0], cls_first[1], cls_first[2], api_visibility="private")
+        seg_timer = gr.Timer(SEG_REFRESH_SECONDS, active=False)
+        private = dict(api_visibility="private")
+        timer.tick(*cls["refresh"], show_progress="hidden", **private)
+        seg_timer.tick(*seg["refresh"], show_progress="hidden", **private)
+        demo.load(*cls["refresh"], **private)
+        demo.load(*cls["first"], **private)
+        demo.load(*cm["refresh"], **private)
         seg_first = seg["first"]
-        seg_tab.select(lambda *a, **k: _first_if_empty(seg_first[0], *a, **k), seg_first[1],
-                       seg_first[2], api_visibility="private")
-        classes_tab.select(*cm["refresh"], api_visibility="private")
-        demo.load(*cm["refresh"], api_visibility="private")
-        cls_tab.select(*cls["refresh"], api_visibility="private")
+        seg_tab.select(lambda: (gr.Timer(active=False), gr.Timer(active=True)), None,
+                       [timer, seg_timer], **private) \
+            .then(lambda *a, **k: _first_if_empty(seg_first[0], *a, **k), seg_first[1],
+                  seg_first[2], **private) \
+            .then(*seg["refresh"], **private)
+        for tab in (cls_tab, classes_tab, sess_tab):
+            tab.select(lambda: (gr.Timer(active=True), gr.Timer(active=False)), None,
+                       [timer, seg_timer], **private)
+        classes_tab.select(*cm["refresh"], **private)
+        cls_tab.select(*cls["refresh"], **private)
 
         def leave(request: gr.Request):
             """A labeler who closes the page frees the image they were shown."""

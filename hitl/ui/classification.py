@@ -146,7 +146,7 @@ def build(labeling: Labeling) -> dict:
     go.click(guarded(open_id), [current, goto], **common)
     goto.submit(guarded(open_id), [current, goto], **common)
 
-    def refresh(window, current_id, request: gr.Request = None):
+    def refresh(window, current_id, shown_lock, request: gr.Request = None):
         """Timer tick: lock state, stats, curve, confusion, class choices; keeps the lease
         on the image on screen while its labeler works on it."""
         message = session.task_message(TASK)
@@ -160,13 +160,23 @@ def build(labeling: Labeling) -> dict:
         import pandas as pd
         conf = pd.DataFrame(matrix, columns=names, index=names).reset_index(names="truth") \
             if matrix else pd.DataFrame()
-        return (gr.Markdown(message or "", visible=bool(message)), gr.Column(visible=not message),
-                stats_markdown(stats), frame, conf,
+        return (*lock_updates(message, shown_lock), stats_markdown(stats), frame, conf,
                 gr.Dropdown(choices=[c.name for c in session.store.classes()]))
 
-    refresh_outputs = [lock_md, body, stats_md, curve, confusion, class_choice]
+    shown_lock = gr.State("")
+    refresh_outputs = [lock_md, body, shown_lock, stats_md, curve, confusion, class_choice]
     return {"first": (guarded(fetch), strategy_inputs, outputs),
-            "refresh": (refresh, [live_window, current], refresh_outputs)}
+            "refresh": (refresh, [live_window, current, shown_lock], refresh_outputs)}
+
+
+def lock_updates(message: str | None, shown: str) -> tuple:
+    """Show or hide a tab's body only when the lock changes: re-sending visibility on every
+    tick re-mounts everything inside (the image editor reloaded itself every 2 s)."""
+    message = message or ""
+    if message == shown:
+        return gr.update(), gr.update(), shown
+    return (gr.Markdown(message, visible=bool(message)), gr.Column(visible=not message),
+            message)
 
 
 def _pct(value) -> str:

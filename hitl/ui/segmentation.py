@@ -22,7 +22,7 @@ from hitl.labeling import Labeling
 from hitl.stats import learning_curve, segmentation_stats
 from hitl.store import StoreError
 from hitl.strategies import SEGMENTATION_STRATEGIES
-from hitl.ui.classification import trainer_line
+from hitl.ui.classification import lock_updates, trainer_line
 from hitl.ui.common import display_image, header, note_text, parse_id, user_of
 
 TASK = "segmentation"
@@ -298,9 +298,9 @@ def build(labeling: Labeling) -> dict:
 
     common = dict(outputs=outputs, api_visibility="private", concurrency_limit=None)
     inputs = [current, show_overlay, opacity, strategy, class_choice, editor]
-    save_btn.click(guarded(save), inputs, **common)
-    skip_btn.click(guarded(skip), inputs, **common)
-    undo_btn.click(guarded(undo), inputs, **common)
+    actions = [save_btn.click(guarded(save), inputs, **common),
+               skip_btn.click(guarded(skip), inputs, **common),
+               undo_btn.click(guarded(undo), inputs, **common)]
     prev_btn.click(guarded(step(-1)), inputs, **common)
     next_btn.click(guarded(step(+1)), inputs, **common)
     accept_btn.click(guarded(accept), inputs, **common)
@@ -315,7 +315,7 @@ def build(labeling: Labeling) -> dict:
         key.click(lambda i=i: gr.ImageEditor(brush=brush(i)), None, [editor],
                   api_visibility="private")
 
-    def refresh(current_id, request: gr.Request = None):
+    def refresh(current_id, shown_lock, request: gr.Request = None):
         message = session.task_message(TASK)
         if current_id is not None and not message:
             session.store.renew_lease(int(current_id), user_of(request),
@@ -328,11 +328,14 @@ def build(labeling: Labeling) -> dict:
         text = (f"**Masks** {stats['labeled']} / {stats['readable']} · **skipped** "
                 f"{stats['skips']} · **validation mIoU** {miou}  \n"
                 + trainer_line(stats["trainer"]))
-        return (gr.Markdown(message or "", visible=bool(message)),
-                gr.Column(visible=not message), text, learning_curve(session, TASK), iou,
+        return (*lock_updates(message, shown_lock), text, learning_curve(session, TASK), iou,
                 gr.Dropdown(choices=[c.name for c in session.store.classes()]))
 
-    refresh_outputs = [lock_md, body, stats_md, curve, iou_table, class_choice]
+    shown_lock = gr.State("")
+    refresh_outputs = [lock_md, body, shown_lock, stats_md, curve, iou_table, class_choice]
+    for event in actions:  # the stats follow each save, skip or undo (the timer is slow here)
+        event.then(refresh, [current, shown_lock], refresh_outputs, api_visibility="private",
+                   show_progress="hidden")
     return {"first": (guarded(fetch), inputs, outputs),
-            "refresh": (refresh, [current], refresh_outputs),
+            "refresh": (refresh, [current, shown_lock], refresh_outputs),
             "editor": editor, "brush": brush}
