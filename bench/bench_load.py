@@ -228,6 +228,8 @@ def main(argv=None) -> dict:
         report.add("next_image p95 (client side)", percentile(next_ms, 95), "ms",
                    note=f"p50 {percentile(next_ms, 50) or 0:.0f} ms")
         report.add("annotate p95 (client side)", percentile(annotate_ms, 95), "ms")
+        report.add("app exit code after SIGINT (Ctrl-C)", app.proc.returncode, "",
+                   note="-6 = SIGABRT ('terminate called without an active exception')")
         report.add("app CPU per API call (server, incl. trainer)", app_cpu / calls * 1000, "ms",
                    note=f"app used {app_cpu / elapsed:.2f} cores")
         report.add("client CPU per API call (gradio_client)", client_cpu / calls * 1000, "ms",
