@@ -8,6 +8,7 @@ and is reused between runs (a `.done` marker says a folder is complete).
 from __future__ import annotations
 
 import argparse
+import atexit
 import io
 import json
 import os
@@ -355,6 +356,16 @@ def tree_rss(pid: int) -> int:
     return total
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the bench dies (Linux), so a killed or
+    timed-out bench leaves no app running."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 class AppProcess:
     """app.py in a subprocess, its log in a file; stopped with SIGINT, then SIGKILL."""
 
@@ -367,7 +378,9 @@ class AppProcess:
                         PYTHONUNBUFFERED="1", **(env or {}))
         self.proc = subprocess.Popen([PYTHON, str(REPO / "app.py"), *args, "--port",
                                       str(self.port)], cwd=str(REPO), env=full_env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=_die_with_parent)
+        atexit.register(self.stop)
         self.started = time.perf_counter()
 
     @property
@@ -403,6 +416,8 @@ class AppProcess:
             return ""
 
     def stop(self, timeout: float = 30.0) -> None:
+        if self.log.closed and self.proc.poll() is not None:
+            return
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
