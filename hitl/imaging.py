@@ -83,6 +83,15 @@ def png_to_mask(data: bytes) -> np.ndarray:
         return np.array(img, dtype=np.uint8)
 
 
+def positions_lut(class_ids: list[int]) -> np.ndarray:
+    """Stored masks hold class ids; heads, the API and the editor use positions 1..K.
+    lut[mask] turns one into the other (0 stays unlabeled)."""
+    lut = np.zeros(256, dtype=np.uint8)
+    for position, class_id in enumerate(class_ids, start=1):
+        lut[class_id] = position
+    return lut
+
+
 @dataclass(frozen=True)
 class Letterbox:
     """Where an image sits inside the square editor canvas, to map masks both ways exactly."""

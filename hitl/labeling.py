@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from hitl import strategies
+from hitl.imaging import positions_lut
 from hitl.session import Session
 from hitl.store import StoreError
 
@@ -188,10 +189,7 @@ class Labeling:
         mask = self.store.mask(int(image_id))
         if mask is None:
             return None
-        lut = np.zeros(256, dtype=np.uint8)
-        for pos, c in enumerate(self.store.classes(), start=1):
-            lut[c.id] = pos
-        return lut[mask]
+        return positions_lut([c.id for c in self.store.classes()])[mask]
 
     def skip(self, image_id: int, user: str = "local") -> dict:
         self.store.skip(int(image_id), user)

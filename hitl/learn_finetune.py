@@ -18,7 +18,7 @@ from PIL import Image
 from hitl import heads, metrics
 from hitl.backbones import create_model, pick_device
 from hitl.finetune import ClassifierFinetuner, SegFinetuner
-from hitl.imaging import ImageError, load_image
+from hitl.imaging import ImageError, load_image, positions_lut
 from hitl.settings import Settings
 from hitl.store import Store
 
@@ -237,10 +237,7 @@ class FinetuneSegmenter(_FinetuneBase):
         mask = self.store.mask(image_id)
         if mask is None:
             return None
-        lut = np.zeros(256, dtype=np.uint8)
-        for pos, cid in enumerate(class_ids, start=1):
-            lut[cid] = pos
-        return lut[mask]
+        return positions_lut(class_ids)[mask]
 
     def _pairs(self, ids: np.ndarray, class_ids: list[int]):
         images, masks = [], []

@@ -14,7 +14,7 @@ import pandas as pd
 from hitl import heads, metrics
 from hitl.backbones import create_model, pick_device
 from hitl.features import FeatureCache, FeatureExtractor
-from hitl.imaging import ImageError, load_image
+from hitl.imaging import ImageError, load_image, positions_lut
 from hitl.settings import Settings
 from hitl.store import Store
 
@@ -234,13 +234,6 @@ class FrozenSegmenter(_FrozenBase):
                 still.append(i)
         return np.asarray(still, dtype=np.int64)
 
-    def _lut(self, class_ids: list[int]) -> np.ndarray:
-        """Stored masks hold class ids; the head works with positions 1..K."""
-        lut = np.zeros(256, dtype=np.uint8)
-        for pos, cid in enumerate(class_ids, start=1):
-            lut[cid] = pos
-        return lut
-
     def step(self, changed: bool) -> bool:
         class_ids = self._classes()
         all_ids = self.store.readable_image_ids()
@@ -278,7 +271,7 @@ class FrozenSegmenter(_FrozenBase):
     def _train(self, class_ids: list[int]) -> None:
         start = time.perf_counter()
         self.trainer.update(state="training", message="training the head")
-        lut = self._lut(class_ids)
+        lut = positions_lut(class_ids)
         k = len(class_ids)
         train_ids = self.store.masked_ids("train")
         if train_ids.size == 0:
