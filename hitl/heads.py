@@ -160,6 +160,19 @@ class LinearHead:
         return cls(**{k: np.asarray(d[k], np.float32) for k in ("weight", "bias", "mean", "std")})
 
 
+def _fit_head(x: torch.Tensor, targets: torch.Tensor, w: torch.Tensor, num_classes: int,
+              previous, steps: int, lr: float, weight_decay: float) -> tuple[np.ndarray, ...]:
+    """Standardise, warm-start from `previous` when the feature size matches, fit the softmax;
+    returns (weight, bias, mean, std) for either head."""
+    mean, std = _standardise_stats(x[:_STATS_ROWS], w[:_STATS_ROWS])
+    if previous is not None and previous.weight.shape[1] == x.shape[1]:
+        W, b = _transfer(previous, mean, std, num_classes)
+    else:
+        W, b = torch.zeros(num_classes, x.shape[1]), torch.zeros(num_classes)
+    W, b = _fit_softmax(x, targets, w, mean, std, W, b, steps, lr, weight_decay)
+    return W.numpy(), b.numpy(), mean.numpy(), std.numpy()
+
+
 def train_linear_head(feats: np.ndarray, labels: np.ndarray, num_classes: int, previous: LinearHead | None = None,
                       steps: int = 100, weight_decay: float = 1e-4, lr: float = 0.1) -> LinearHead:
     """Fit a class-balanced softmax layer on standardised features.
@@ -184,13 +197,8 @@ def train_linear_head(feats: np.ndarray, labels: np.ndarray, num_classes: int, p
     counts = torch.bincount(y, minlength=num_classes).float()
     w = 1.0 / counts[y]                      # each present class gets equal total weight
     w /= w.sum()
-    mean, std = _standardise_stats(x[:_STATS_ROWS], w[:_STATS_ROWS])
-    if previous is not None and previous.weight.shape[1] == x.shape[1]:
-        W, b = _transfer(previous, mean, std, num_classes)
-    else:
-        W, b = torch.zeros(num_classes, x.shape[1]), torch.zeros(num_classes)
-    W, b = _fit_softmax(x, F.one_hot(y, num_classes).float(), w, mean, std, W, b, steps, lr, weight_decay)
-    return LinearHead(W.numpy(), b.numpy(), mean.numpy(), std.numpy())
+    return LinearHead(*_fit_head(x, F.one_hot(y, num_classes).float(), w, num_classes, previous,
+                                 steps, lr, weight_decay))
 
 
 def prediction_stats(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -320,10 +328,4 @@ def train_seg_head(grids: list[np.ndarray], targets: list[np.ndarray], weights: 
     if not x.is_floating_point():
         x = x.float()
     w /= w.sum()
-    mean, std = _standardise_stats(x[:_STATS_ROWS], w[:_STATS_ROWS])
-    if previous is not None and previous.weight.shape[1] == x.shape[1]:
-        W, b = _transfer(previous, mean, std, num_classes)
-    else:
-        W, b = torch.zeros(num_classes, x.shape[1]), torch.zeros(num_classes)
-    W, b = _fit_softmax(x, t, w, mean, std, W, b, steps, lr, weight_decay)
-    return SegHead(W.numpy(), b.numpy(), mean.numpy(), std.numpy())
+    return SegHead(*_fit_head(x, t, w, num_classes, previous, steps, lr, weight_decay))

@@ -690,37 +690,33 @@ class Store:
         model["metrics"] = json.loads(model["metrics"] or "{}")
         return model
 
+    def _publish(self, table: str, frame: pd.DataFrame, columns: str, replace_all: bool) -> None:
+        """Replace a prediction table's rows (all, or only the frame's images) in one
+        transaction, so readers see either the old or the new predictions."""
+        def write(cur):
+            cur.register("new_rows", frame)
+            if replace_all:
+                cur.execute(f"DELETE FROM {table}")
+            else:
+                cur.execute(f"DELETE FROM {table} WHERE image_id IN "
+                            "(SELECT image_id FROM new_rows)")
+            cur.execute(f"INSERT INTO {table} SELECT {columns} FROM new_rows")
+            cur.unregister("new_rows")
+        self._write(write)
+
     def write_predictions(self, frame: pd.DataFrame, replace_all: bool = True) -> None:
         """Publish class predictions (image_id, model_version, class_id, probability, margin,
         entropy); with replace_all=False only the given images are replaced."""
-        def write(cur):
-            cur.register("new_predictions", frame)
-            if replace_all:
-                cur.execute("DELETE FROM predictions")
-            else:
-                cur.execute("DELETE FROM predictions WHERE image_id IN "
-                            "(SELECT image_id FROM new_predictions)")
-            cur.execute("INSERT INTO predictions SELECT image_id, model_version, class_id, "
-                        "probability, margin, entropy FROM new_predictions")
-            cur.unregister("new_predictions")
-        self._write(write)
+        self._publish("predictions", frame, "image_id, model_version, class_id, probability, "
+                      "margin, entropy", replace_all)
         self._pred_cache = None
         self._predictions_cache()  # rebuilt here, in the writer's thread, not on a key press
 
     def write_seg_predictions(self, frame: pd.DataFrame, replace_all: bool = True) -> None:
         """Publish per-image segmentation summaries (image_id, model_version, entropy,
         fractions as a list of per-class fractions in class-position order)."""
-        def write(cur):
-            cur.register("new_seg", frame)
-            if replace_all:
-                cur.execute("DELETE FROM seg_predictions")
-            else:
-                cur.execute("DELETE FROM seg_predictions WHERE image_id IN "
-                            "(SELECT image_id FROM new_seg)")
-            cur.execute("INSERT INTO seg_predictions SELECT image_id, model_version, entropy, "
-                        "fractions::FLOAT[] FROM new_seg")
-            cur.unregister("new_seg")
-        self._write(write)
+        self._publish("seg_predictions", frame,
+                      "image_id, model_version, entropy, fractions::FLOAT[]", replace_all)
 
     def prediction(self, image_id: int) -> tuple[int, float, int] | None:
         """(class id, probability, model version) of one image's current prediction."""
