@@ -26,8 +26,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (AppProcess, Report, Timer, cpu_seconds, demo_folder,  # noqa: E402
-                          fresh_dir, parser, percentile)
+from bench.common import (  # noqa: E402
+    AppProcess,
+    Report,
+    Timer,
+    cpu_seconds,
+    demo_folder,
+    fresh_dir,
+    parser,
+    percentile,
+)
 
 CLASSES = ["circle", "square", "triangle"]
 NAME = re.compile(r"demo_\d+_(\w+)\.png$")

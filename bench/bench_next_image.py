@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -25,7 +24,7 @@ def build_session(tmp: Path, count: int, labels: int, seed: int = 0):
     import numpy as np
     import pandas as pd
 
-    from hitl import heads
+    from hitl.ml import heads
     from hitl.session import Session
     from hitl.settings import Settings
     from hitl.store import Store

@@ -17,8 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (Report, Timer, fresh_dir, image_folder, parser, summary,  # noqa: E402
-                          wait_until)
+from bench.common import Report, Timer, fresh_dir, image_folder, parser, summary, wait_until  # noqa: E402
 
 CLASSES = ["a", "b", "c"]
 
@@ -35,8 +34,8 @@ def main(argv=None) -> dict:
     import torch
 
     from hitl.backbones import create_model
-    from hitl.features import FeatureCache, FeatureExtractor
     from hitl.labeling import Labeling
+    from hitl.ml.features import FeatureCache, FeatureExtractor
     from hitl.session import Session
     from hitl.settings import Settings
 

@@ -17,8 +17,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (AppProcess, Report, Timer, fresh_dir, image_folder, parser,  # noqa: E402
-                          percentile, proc_status, tree_rss)
+from bench.common import (  # noqa: E402
+    AppProcess,
+    Report,
+    Timer,
+    fresh_dir,
+    image_folder,
+    parser,
+    percentile,
+    proc_status,
+    tree_rss,
+)
 
 GB = 1024 ** 3
 MB = 1024 ** 2

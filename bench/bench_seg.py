@@ -29,8 +29,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (Report, in_worker_thread, Timer, fresh_dir, parser, percentile,  # noqa: E402
-                          random_masks, square_images, summary, wait_until)
+from bench.common import (  # noqa: E402
+    Report,
+    Timer,
+    fresh_dir,
+    in_worker_thread,
+    parser,
+    percentile,
+    random_masks,
+    square_images,
+    summary,
+    wait_until,
+)
 
 CLASSES = ["background", "cell", "membrane", "nucleus"]
 SIDE = 512
@@ -55,12 +65,12 @@ def run(args) -> dict:
     import numpy as np
     import torch
 
-    from hitl import heads
     from hitl.backbones import create_model
-    from hitl.features import FeatureCache, FeatureExtractor
     from hitl.imaging import load_image
     from hitl.labeling import Labeling
-    from hitl.learn_frozen import FrozenSegmenter
+    from hitl.learners.frozen import FrozenSegmenter
+    from hitl.ml import heads
+    from hitl.ml.features import FeatureCache, FeatureExtractor
     from hitl.session import Session
     from hitl.settings import Settings
 
@@ -108,13 +118,18 @@ def run(args) -> dict:
         # ---- 7: save a mask and show the next image -------------------------------------------
         from hitl.ui import segmentation as seg_ui
         from hitl.ui.common import display_image, header
-        from hitl.ui.segmentation import (CANVAS, editor_value, layers_to_positions,
-                                          positions_to_rgba)
+        from hitl.ui.segmentation import (
+            CANVAS,
+            editor_value,
+            layers_to_positions,
+            positions_to_rgba,
+        )
         # the page sends the editor files it encodes itself when it has editor_files
         to_page = getattr(seg_ui, "editor_files", lambda value: value)
         report.details["editor_value_as_files"] = hasattr(seg_ui, "editor_files")
-        from hitl.imaging import Letterbox
         import gradio as gr
+
+        from hitl.imaging import Letterbox
         editor = gr.ImageEditor(type="numpy", image_mode="RGBA", format="png",
                                 canvas_size=(CANVAS, CANVAS), fixed_canvas=True, layers=False)
         labeling = Labeling(session)

@@ -39,7 +39,9 @@ def _b64(data: bytes) -> str:
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
-    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM, dklen=dklen)
+    return hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM, dklen=dklen
+    )
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -79,7 +81,8 @@ def _parse_stored(stored: str) -> tuple[int, int, int, bytes, bytes]:
 def verify_password(password: str, stored: str) -> bool:
     """True when password matches stored (a hash_password result); compares in constant time.
 
-    A malformed stored hash raises ValueError: a broken auth file should be loud, not lock everyone out.
+    A malformed stored hash raises ValueError: a broken auth file should be loud, not lock
+    everyone out.
     """
     n, r, p, salt, digest = _parse_stored(stored)
     return hmac.compare_digest(_scrypt(password, salt, n, r, p, len(digest)), digest)
@@ -100,7 +103,7 @@ def check_username(username: str) -> None:
 
 
 def _parse_line(line: str) -> tuple[str, str] | None:
-    """(username, stored) for a user line, None for a comment or blank line; ValueError otherwise."""
+    """(username, stored) for a user line, None for a comment or blank line; else ValueError."""
     text = line.strip()
     if not text or text.startswith("#"):
         return None
@@ -113,7 +116,7 @@ def _parse_line(line: str) -> tuple[str, str] | None:
 
 
 def read_auth_file(path: Path) -> dict[str, str]:
-    """Map username -> stored hash; a malformed line raises ValueError naming file and line number."""
+    """Map username -> stored hash; a malformed line raises ValueError naming file and line."""
     path = Path(path)
     users: dict[str, str] = {}
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -129,7 +132,7 @@ def read_auth_file(path: Path) -> dict[str, str]:
 
 
 def add_user(path: Path, username: str, password: str) -> None:
-    """Create or update username in the auth file, keeping other lines; written atomically, mode 0600."""
+    """Create or update username in the auth file, keeping other lines; atomic write, mode 0600."""
     path = Path(path)
     check_username(username)
     if not password:
@@ -180,7 +183,9 @@ def _dummy_hash() -> str:
 class Authenticator:
     """The callable Gradio's launch(auth=...) takes: (username, password) -> bool."""
 
-    def __init__(self, pairs: Iterable[tuple[str, str]] = (), hashed: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, pairs: Iterable[tuple[str, str]] = (), hashed: dict[str, str] | None = None
+    ) -> None:
         """Plain pairs come from --auth, hashed users (username -> stored hash) from --auth-file."""
         self._plain: dict[str, str] = {}
         for username, password in pairs:
@@ -201,7 +206,9 @@ class Authenticator:
 
     def __call__(self, username: str, password: str) -> bool:
         if username in self._plain:
-            return hmac.compare_digest(password.encode("utf-8"), self._plain[username].encode("utf-8"))
+            return hmac.compare_digest(
+                password.encode("utf-8"), self._plain[username].encode("utf-8")
+            )
         if username in self._hashed:
             return verify_password(password, self._hashed[username])
         verify_password(password, _dummy_hash())
@@ -227,13 +234,17 @@ def _read_password(from_stdin: bool) -> str:
 
 
 def adduser_main(argv: list[str] | None = None) -> int:
-    """``python -m hitl adduser --auth-file FILE USERNAME``; argv excludes 'adduser'. Returns the exit code."""
+    """``python -m hitl adduser --auth-file FILE USERNAME``; argv excludes 'adduser'.
+
+    Returns the exit code."""
     parser = argparse.ArgumentParser(
         prog="python -m hitl adduser",
         description="Add a user to an auth file (or change their password).",
     )
     parser.add_argument("--auth-file", required=True, type=Path, help="file of username:hash lines")
-    parser.add_argument("--password-stdin", action="store_true", help="read the password as one line from stdin")
+    parser.add_argument(
+        "--password-stdin", action="store_true", help="read the password as one line from stdin"
+    )
     parser.add_argument("username")
     try:
         args = parser.parse_args(argv)

@@ -95,7 +95,9 @@ class LoadedModel:
 
 
 def architecture(name: str) -> str:
-    """The timm architecture part of a name: 'vit_small_patch16_dinov3.lvd1689m' -> 'vit_small_patch16_dinov3'."""
+    """The timm architecture part of a name.
+
+    'vit_small_patch16_dinov3.lvd1689m' -> 'vit_small_patch16_dinov3'."""
     return name.split(".", 1)[0]
 
 
@@ -203,9 +205,7 @@ def create_model(
     (CNNs accept any input size anyway), so callers can pass it for every backbone.
     """
     if not timm.is_model(name):
-        raise ValueError(
-            f"unknown model name {name!r}: not a timm model (see timm.list_models())"
-        )
+        raise ValueError(f"unknown model name {name!r}: not a timm model (see timm.list_models())")
     if timm_kwargs.get("dynamic_img_size") and not _accepts_dynamic_img_size(name):
         timm_kwargs.pop("dynamic_img_size")
 
@@ -217,11 +217,15 @@ def create_model(
                 name, pretrained=False, pretrained_cfg_overlay=base_overlay or None, **timm_kwargs
             )
         overlay = dict(base_overlay, file=str(weights))
-        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **timm_kwargs)
+        return timm.create_model(
+            name, pretrained=True, pretrained_cfg_overlay=overlay, **timm_kwargs
+        )
 
     def done(model: torch.nn.Module, source: str, warning: str | None) -> LoadedModel:
         model = model.to(device).eval()
-        return LoadedModel(model=model, name=name, weights_source=source, warning=warning, device=device)
+        return LoadedModel(
+            model=model, name=name, weights_source=source, warning=warning, device=device
+        )
 
     if not pretrained:
         return done(build(None), "random init", None)
@@ -240,7 +244,10 @@ def create_model(
 
     steps: list[tuple[str, Callable[[], Path | None]]] = [
         ("huggingface cache", lambda: _find_in_hf_cache(name)),
-        ("huggingface hub", lambda: _download_from_hub(name, hub_download or _default_hub_download)),
+        (
+            "huggingface hub",
+            lambda: _download_from_hub(name, hub_download or _default_hub_download),
+        ),
     ]
     for source, find in steps:
         try:
@@ -252,7 +259,8 @@ def create_model(
             log.info("no weights for %s from %s: %s", name, source, e)
             if source == "huggingface hub":
                 problems.append(
-                    f"Downloading them from the Hugging Face Hub failed ({type(e).__name__}: {_short(e)})."
+                    "Downloading them from the Hugging Face Hub failed "
+                    f"({type(e).__name__}: {_short(e)})."
                 )
             else:
                 problems.append(f"The Hugging Face cache copy could not be loaded ({_short(e)}).")

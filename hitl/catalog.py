@@ -1,6 +1,7 @@
 """Find image files, read their headers, and register them in the session.
 
-Only headers are read here (size, EXIF rotation), so 100,000 files register in seconds; a file that later fails to decode is marked unreadable by whoever tries.
+Only headers are read here (size, EXIF rotation), so 100,000 files register in seconds; a file
+that later fails to decode is marked unreadable by whoever tries.
 """
 from __future__ import annotations
 

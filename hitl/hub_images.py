@@ -15,9 +15,12 @@ from urllib.parse import unquote
 
 PREFIX = "hf://"
 IMAGE_PATTERNS = [
-    f"*.{ext}" for e in ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif") for ext in (e, e.upper())
+    f"*.{ext}"
+    for e in ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
+    for ext in (e, e.upper())
 ]
-# Hub rules for an owner or repo name: letters, digits, '-', '_', '.', not starting or ending with '-' or '.'.
+# Hub rules for an owner or repo name: letters, digits, '-', '_', '.', not starting or ending
+# with '-' or '.'.
 _NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?$")
 _USAGE = "expected hf://datasets/OWNER/NAME[/SUBDIR][@REVISION]"
 
@@ -32,7 +35,7 @@ class HubDatasetRef:
 
 
 def parse_hf_uri(uri: str) -> HubDatasetRef | None:
-    """None when uri is not hf://; a HubDatasetRef for hf://datasets/...; ValueError saying why otherwise.
+    """None when uri is not hf://; a HubDatasetRef for hf://datasets/...; else ValueError (why).
 
     The revision may come last (``.../SUBDIR@main``) or right after the name
     (``OWNER/NAME@main/SUBDIR``, as huggingface_hub's own hf:// paths write it);
@@ -40,7 +43,7 @@ def parse_hf_uri(uri: str) -> HubDatasetRef | None:
     """
     if not uri.startswith(PREFIX):
         return None
-    rest = uri[len(PREFIX):]
+    rest = uri[len(PREFIX) :]
     kind, _, rest = rest.partition("/")
     if kind in ("models", "spaces", "buckets"):
         raise ValueError(f"{uri!r}: only datasets can hold the images ({_USAGE})")
@@ -86,15 +89,22 @@ def _explain(ref: HubDatasetRef, exc: Exception) -> str:
     """A plain sentence about why the download failed and what to do."""
     from huggingface_hub import errors
 
-    where = f"Hugging Face dataset {ref.repo_id!r}" + (f" at revision {ref.revision!r}" if ref.revision else "")
+    where = f"Hugging Face dataset {ref.repo_id!r}" + (
+        f" at revision {ref.revision!r}" if ref.revision else ""
+    )
     if isinstance(exc, errors.GatedRepoError):
-        why = "is gated: accept its terms on huggingface.co and set HF_TOKEN to a token of that account"
+        why = ("is gated: accept its terms on huggingface.co and set HF_TOKEN to a token of "
+               "that account")
     elif isinstance(exc, errors.RepositoryNotFoundError):
-        why = "was not found: check the name, and for a private dataset set HF_TOKEN to a token that can read it"
+        why = ("was not found: check the name, and for a private dataset set HF_TOKEN to a "
+               "token that can read it")
     elif isinstance(exc, errors.RevisionNotFoundError):
         why = "has no such revision: check the branch, tag or commit after '@'"
-    elif isinstance(exc, (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled, ConnectionError)):
-        why = "could not be reached: check the network (and that HF_HUB_OFFLINE is not set), then try again"
+    elif isinstance(
+        exc, (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled, ConnectionError)
+    ):
+        why = ("could not be reached: check the network (and that HF_HUB_OFFLINE is not set), "
+               "then try again")
     else:
         why = (
             f"could not be downloaded ({type(exc).__name__}: {exc}): check the name, "
@@ -104,7 +114,7 @@ def _explain(ref: HubDatasetRef, exc: Exception) -> str:
 
 
 def resolve_image_source(source: str, cache_dir: Path, download: Callable | None = None) -> str:
-    """Return a local image folder for source: hf:// sources are downloaded, anything else is returned unchanged.
+    """A local image folder for source: hf:// sources are downloaded, others returned as they are.
 
     download defaults to huggingface_hub.snapshot_download and is called with
     keyword arguments only (repo_id, repo_type, revision, local_dir, allow_patterns).
@@ -127,5 +137,7 @@ def resolve_image_source(source: str, cache_dir: Path, download: Callable | None
     folder = local_dir / ref.subdir if ref.subdir else local_dir
     if not folder.is_dir():
         what = f"has no folder {ref.subdir!r}" if ref.subdir else "has no images"
-        raise RuntimeError(f"Hugging Face dataset {ref.repo_id!r} {what}: check the path in {source!r}.")
+        raise RuntimeError(
+            f"Hugging Face dataset {ref.repo_id!r} {what}: check the path in {source!r}."
+        )
     return str(folder)

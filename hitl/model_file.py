@@ -113,9 +113,9 @@ class Predictor:
 
     def _init_frozen(self, state: dict, weights_dir: Path) -> None:
         """Backbone (stored weights) + FeatureExtractor + linear head, as the trainer ran them."""
-        from hitl import heads
         from hitl.backbones import create_model
-        from hitl.features import FeatureExtractor
+        from hitl.ml import heads
+        from hitl.ml.features import FeatureExtractor
 
         kwargs = dict(state.get("timm_kwargs") or {"num_classes": 0})
         if self.task == "segmentation":
@@ -142,7 +142,7 @@ class Predictor:
 
     def _init_finetune(self, ckpt: dict) -> None:
         """The finetuner's own checkpoint (name, sizes, whole-model state_dict)."""
-        from hitl.finetune import ClassifierFinetuner, SegFinetuner
+        from hitl.ml.finetune import ClassifierFinetuner, SegFinetuner
 
         if self.task == "segmentation":
             self.finetuner = SegFinetuner(ckpt["name"], ckpt["num_classes"], self.device,

@@ -81,6 +81,7 @@ class Trainer:
             return
         # Leave a core to the web server: a key press must answer while the model trains.
         import os
+
         import torch
         torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
         self._stop.clear()
@@ -140,10 +141,10 @@ class Trainer:
     def _make_learner(self, key: tuple) -> Learner:
         task, mode = key[0], key[1]
         if mode == "frozen":
-            from hitl.learn_frozen import FrozenClassifier, FrozenSegmenter
+            from hitl.learners.frozen import FrozenClassifier, FrozenSegmenter
             cls = FrozenSegmenter if task == "segmentation" else FrozenClassifier
         else:
-            from hitl.learn_finetune import FinetuneClassifier, FinetuneSegmenter
+            from hitl.learners.finetune import FinetuneClassifier, FinetuneSegmenter
             cls = FinetuneSegmenter if task == "segmentation" else FinetuneClassifier
         return cls(self.settings, self.store, self)
 

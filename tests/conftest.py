@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from hitl.settings import Settings  # noqa: E402
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TEST_DATA = Path(__file__).resolve().parent / "data"  # real sample images, see data/README.md
 
 
 def wait_for(predicate, timeout: float = 120.0, every: float = 0.2):

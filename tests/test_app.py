@@ -72,6 +72,7 @@ def test_task_lock_and_reset(app_factory):
     assert result["ok"] and "session-" in result["archive"]
     assert app.session.store.task() is None and app.session.store.counts()["masks"] == 0
     from pathlib import Path
+
     from hitl.store import Store
     archived = Store(Path(result["archive"]) / "hitl.duckdb")
     assert archived.counts()["masks"] == 1 and archived.task() == "segmentation"

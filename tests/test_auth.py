@@ -43,8 +43,13 @@ def test_given_salt_is_deterministic():
 
 @pytest.mark.parametrize(
     "stored",
-    ["plain", "md5$n=2,r=1,p=1$AA==$AA==", "scrypt$n=3,r=8,p=1$AA==$AA==", "scrypt$n=16384,r=8,p=1$!!$AA==",
-     "scrypt$x$AA==$AA=="],
+    [
+        "plain",
+        "md5$n=2,r=1,p=1$AA==$AA==",
+        "scrypt$n=3,r=8,p=1$AA==$AA==",
+        "scrypt$n=16384,r=8,p=1$!!$AA==",
+        "scrypt$x$AA==$AA==",
+    ],
 )
 def test_malformed_stored_hash_raises(stored):
     with pytest.raises(ValueError):
@@ -96,7 +101,13 @@ def test_duplicate_user_in_file_is_an_error(tmp_path):
 
 @pytest.mark.parametrize(
     "username, reason",
-    [("", "empty"), ("a:b", "':'"), ("a b", "whitespace"), ("a\tb", "whitespace"), ("x" * 65, "64")],
+    [
+        ("", "empty"),
+        ("a:b", "':'"),
+        ("a b", "whitespace"),
+        ("a\tb", "whitespace"),
+        ("x" * 65, "64"),
+    ],
 )
 def test_bad_usernames(tmp_path, username, reason):
     with pytest.raises(ValueError, match=reason):
@@ -176,7 +187,9 @@ def test_adduser_cli_in_subprocess(tmp_path):
     path = tmp_path / "users.txt"
     code = "from hitl.auth import adduser_main; raise SystemExit(adduser_main())"
     cmd = [sys.executable, "-c", code, "--auth-file", str(path), "--password-stdin", "dana"]
-    done = subprocess.run(cmd, input="hunter2\n", capture_output=True, text=True, cwd=REPO, timeout=60)
+    done = subprocess.run(
+        cmd, input="hunter2\n", capture_output=True, text=True, cwd=REPO, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"added dana to {path}"
     assert Authenticator(hashed=read_auth_file(path))("dana", "hunter2")

@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 import pytest
-
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys

@@ -7,7 +7,7 @@ from PIL import Image
 from hitl import catalog
 from hitl.imaging import ImageError, load_image
 from hitl.store import Store
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
 
 def make_png(path, size=(32, 24), colour=(200, 10, 10)):
@@ -79,11 +79,11 @@ def test_exif_rotation_gives_displayed_size(tmp_path):
 
 def test_real_hymenoptera_images(tmp_path):
     store = Store(tmp_path / "db.duckdb")
-    report = catalog.register(store, [str(SHARED_DATA / "hymenoptera")])
-    assert report.added == 398 and not report.unreadable
+    report = catalog.register(store, [str(TEST_DATA / "hymenoptera")])
+    assert report.added == 10 and not report.unreadable
     ids = store.readable_image_ids()
-    splits = {store.image(int(i)).split for i in ids[:50]}
-    assert splits == {"train", "val"}
+    splits = {store.image(int(i)).split for i in ids}
+    assert splits <= {"train", "val"}  # by a hash of the id; 10 ids may all be train
     img = load_image(store.image(int(ids[0])).path)
     assert img.mode == "RGB" and min(img.size) > 50
     store.close()
@@ -91,7 +91,7 @@ def test_real_hymenoptera_images(tmp_path):
 
 def test_membrane_grayscale_decodes_to_rgb(tmp_path):
     store = Store(tmp_path / "db.duckdb")
-    catalog.register(store, [str(SHARED_DATA / "membrane" / "images")])
+    catalog.register(store, [str(TEST_DATA / "membrane" / "images")])
     row = store.image(1)
     img = load_image(row.path)
     assert (row.width, row.height) == (512, 512) and img.mode == "RGB"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hitl.backbones import create_model
-from hitl.features import FeatureCache, FeatureExtractor
+from hitl.ml.features import FeatureCache, FeatureExtractor
 
 CPU = torch.device("cpu")
 
@@ -16,14 +16,18 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def vit() -> FeatureExtractor:
     torch.manual_seed(0)
-    loaded = create_model("test_vit", Path("."), CPU, pretrained=False, num_classes=0, dynamic_img_size=True)
+    loaded = create_model(
+        "test_vit", Path("."), CPU, pretrained=False, num_classes=0, dynamic_img_size=True
+    )
     return FeatureExtractor(loaded, batch_size=4)
 
 
 @pytest.fixture(scope="module")
 def resnet() -> FeatureExtractor:
     torch.manual_seed(0)
-    loaded = create_model("test_resnet", Path("."), CPU, pretrained=False, num_classes=0, dynamic_img_size=True)
+    loaded = create_model(
+        "test_resnet", Path("."), CPU, pretrained=False, num_classes=0, dynamic_img_size=True
+    )
     return FeatureExtractor(loaded, batch_size=4)
 
 
@@ -131,7 +135,9 @@ def test_vit_patch_grid_equals_tokens(vit):
 
 
 def test_fixed_size_vit_refuses_patch_features():
-    loaded = create_model("test_vit", Path("."), CPU, pretrained=False, num_classes=0, dynamic_img_size=False)
+    loaded = create_model(
+        "test_vit", Path("."), CPU, pretrained=False, num_classes=0, dynamic_img_size=False
+    )
     with pytest.raises(ValueError, match="dynamic_img_size"):
         FeatureExtractor(loaded).patch_features([image(100, 100)], 64)
 
@@ -208,7 +214,9 @@ def test_cache_ignores_tmp_and_broken_files(tmp_path):
     assert fresh.get_global()[0].tolist() == [1]
     # writes never leave a tmp file behind
     cache.put_patches(4, np.zeros((2, 2, 3)))
-    assert [p.name for p in cache.dir.rglob("*.tmp")] == ["global-99999999999999999999-dead.npz.123.tmp"]
+    assert [p.name for p in cache.dir.rglob("*.tmp")] == [
+        "global-99999999999999999999-dead.npz.123.tmp"
+    ]
 
 
 def test_cache_atomic_write_keeps_old_file_on_failure(tmp_path):

@@ -6,14 +6,14 @@ import pytest
 import timm
 import torch
 
-from hitl.finetune import ClassifierFinetuner, SegFinetuner
+from hitl.ml.finetune import ClassifierFinetuner, SegFinetuner
 
 CPU = torch.device("cpu")
 
 
 @pytest.fixture(autouse=True)
 def _seed_and_one_thread():
-    """One intra-op thread: on a busy 2-core box, 2 threads wait on each other and run 10x slower."""
+    """One intra-op thread: on a busy 2-core box, 2 threads wait on each other, 10x slower."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -45,11 +45,13 @@ def test_classifier_learns_red_vs_blue():
 
 def test_classifier_save_load_and_grow(tmp_path):
     rng = np.random.default_rng(1)
-    images = [colour_image(rng, i % 2) for i in range(4)] + [PIL.Image.new("L", (30, 20), 128)]  # grayscale too
+    images = [colour_image(rng, i % 2) for i in range(4)] + [
+        PIL.Image.new("L", (30, 20), 128)
+    ]  # grayscale too
     labels = [0, 1, 0, 1, 0]
     built = []
 
-    def factory(name, **kw):                      # the app's weight loading goes through this
+    def factory(name, **kw):  # the app's weight loading goes through this
         built.append((name, kw))
         return timm.create_model(name, pretrained=False, **kw)
 
@@ -73,7 +75,7 @@ def test_classifier_save_load_and_grow(tmp_path):
     torch.testing.assert_close(head.weight[:2], old_w)
     torch.testing.assert_close(head.bias[:2], old_b)
     assert ft.predict_proba(images).shape == (5, 3)
-    ft.train_steps(images, [0, 1, 2, 1, 0], steps=1, batch_size=4)   # the new class trains
+    ft.train_steps(images, [0, 1, 2, 1, 0], steps=1, batch_size=4)  # the new class trains
 
 
 def square_image(rng, hw=(64, 64)):
@@ -82,9 +84,9 @@ def square_image(rng, hw=(64, 64)):
     a = rng.integers(0, 60, (h, w, 3))
     s = int(rng.integers(h // 4, h // 2))
     y0, x0 = int(rng.integers(0, h - s)), int(rng.integers(0, w - s))
-    a[y0:y0 + s, x0:x0 + s] += 180
+    a[y0 : y0 + s, x0 : x0 + s] += 180
     truth = np.ones((h, w), np.uint8)
-    truth[y0:y0 + s, x0:x0 + s] = 2
+    truth[y0 : y0 + s, x0 : x0 + s] = 2
     return PIL.Image.fromarray(a.astype(np.uint8)), truth
 
 
@@ -103,7 +105,7 @@ def test_seg_finetuner_learns_square_from_partial_labels(tmp_path):
     ft = SegFinetuner("test_resnet", 2, CPU, size=64, lr=3e-3)
     ft.train_steps(images, masks, steps=40, batch_size=4)
 
-    image, truth = square_image(rng, hw=(48, 80))      # non-square, unseen
+    image, truth = square_image(rng, hw=(48, 80))  # non-square, unseen
     proba = ft.predict_proba(image)
     assert proba.shape == (2, 48, 80)
     np.testing.assert_allclose(proba.sum(0), 1.0, atol=1e-5)
@@ -125,10 +127,12 @@ def test_seg_finetuner_grayscale_grow_and_mask_checks():
     image = PIL.Image.new("L", (50, 30), 40)
     mask = np.zeros((30, 50), np.uint8)
     mask[:5, :5] = 1
-    mask[-5:, -5:] = 7                                  # above K: ignored, not an error
+    mask[-5:, -5:] = 7  # above K: ignored, not an error
     ft = SegFinetuner("test_efficientnet", 2, CPU, size=32)
     assert np.isfinite(ft.train_steps([image], [mask], steps=1))
-    assert np.isfinite(ft.train_steps([image], [np.zeros((30, 50), np.uint8)], steps=1))  # nothing labeled
+    assert np.isfinite(
+        ft.train_steps([image], [np.zeros((30, 50), np.uint8)], steps=1)
+    )  # nothing labeled
     with pytest.raises(ValueError):
         ft.train_steps([image], [np.zeros((10, 10), np.uint8)], steps=1)
 

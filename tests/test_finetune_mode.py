@@ -1,14 +1,11 @@
 """Fine-tune mode inside the app's trainer: both tasks learn and predict, checkpoints resume."""
 from __future__ import annotations
 
-
 import numpy as np
 
 from hitl import demo as demo_set
 from hitl.labeling import Labeling
 from tests.conftest import wait_for
-
-
 
 
 def test_finetune_classification_predicts_and_checkpoints(session_factory):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hitl.heads import (
+from hitl.ml.heads import (
     LinearHead,
     SegHead,
     mask_to_patch_targets,
@@ -18,7 +18,7 @@ from hitl.heads import (
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    """One intra-op thread: on a busy 2-core box, 2 threads wait on each other and run 10x slower."""
+    """One intra-op thread: on a busy 2-core box, 2 threads wait on each other, 10x slower."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -30,7 +30,7 @@ def blobs(n: int, k: int, c: int = 32, seed: int = 0, spread: float = 3.0):
     rng = np.random.default_rng(seed)
     centres = np.random.default_rng(123).normal(size=(k, c)) * spread
     y = rng.integers(0, k, n)
-    x = centres[y] + rng.normal(size=(n, c)) + 5.0     # offset: standardisation must handle it
+    x = centres[y] + rng.normal(size=(n, c)) + 5.0  # offset: standardisation must handle it
     return x.astype(np.float16), y
 
 
@@ -56,7 +56,7 @@ def test_linear_head_many_rows_minibatch_path():
 
 def test_class_without_labels_gets_a_low_column():
     x, y = blobs(200, 3)
-    head = train_linear_head(x, y, num_classes=5)      # classes 3 and 4 have no labels
+    head = train_linear_head(x, y, num_classes=5)  # classes 3 and 4 have no labels
     p = head.predict_proba(x)
     assert p.shape == (200, 5)
     assert p[:, 3:].max() < 0.05
@@ -76,7 +76,7 @@ def test_rare_class_is_balanced():
 def test_warm_start_keeps_predictions_exactly():
     x, y = blobs(200, 3)
     head = train_linear_head(x, y, 3)
-    x2, y2 = blobs(300, 3, seed=5)                      # new data -> new standardisation stats
+    x2, y2 = blobs(300, 3, seed=5)  # new data -> new standardisation stats
     same = train_linear_head(x2, y2, 3, previous=head, steps=0)
     assert not np.allclose(same.mean, head.mean)
     np.testing.assert_allclose(same.predict_proba(x2), head.predict_proba(x2), atol=1e-5)
@@ -132,10 +132,7 @@ def test_prediction_stats_single_class():
 
 
 def test_mask_to_patch_targets_exact_fractions():
-    mask = np.array([[1, 1, 1, 0],
-                     [1, 2, 0, 0],
-                     [0, 0, 2, 2],
-                     [0, 0, 2, 2]], np.uint8)
+    mask = np.array([[1, 1, 1, 0], [1, 2, 0, 0], [0, 0, 2, 2], [0, 0, 2, 2]], np.uint8)
     t, w = mask_to_patch_targets(mask, (2, 2), 2)
     assert t.shape == (4, 2) and w.shape == (4,)
     np.testing.assert_allclose(w, [1.0, 0.25, 0.0, 1.0], atol=1e-6)
@@ -160,7 +157,7 @@ def test_mask_to_patch_targets_size_not_a_multiple_of_the_grid():
 
 def test_mask_to_patch_targets_matches_block_means():
     rng = np.random.default_rng(0)
-    mask = rng.integers(0, 4, (64, 96)).astype(np.uint8)   # 0..3, K = 3
+    mask = rng.integers(0, 4, (64, 96)).astype(np.uint8)  # 0..3, K = 3
     t, w = mask_to_patch_targets(mask, (4, 6), 3)
     blocks = mask.reshape(4, 16, 6, 16).transpose(0, 2, 1, 3).reshape(24, 256)
     np.testing.assert_allclose(w, (blocks > 0).mean(1), atol=1e-5)
@@ -194,7 +191,7 @@ def test_unlabeled_pixels_do_not_count_as_any_class():
     grids, targets, weights = [], [], []
     for _ in range(4):
         grid = half_and_half_grid(rng)
-        mask = np.zeros((64, 64), np.uint8)         # 8 pixels per patch
+        mask = np.zeros((64, 64), np.uint8)  # 8 pixels per patch
         mask[:, :32] = 1
         mask[:, 56:] = 2
         t, w = mask_to_patch_targets(mask, (8, 8), 2)
@@ -209,7 +206,9 @@ def test_unlabeled_pixels_do_not_count_as_any_class():
 
 
 def class_grid(rng, labels, centres, noise=0.5):
-    return (centres[labels] + rng.normal(size=(*labels.shape, centres.shape[1])) * noise).astype(np.float16)
+    return (centres[labels] + rng.normal(size=(*labels.shape, centres.shape[1])) * noise).astype(
+        np.float16
+    )
 
 
 def test_train_seg_head_learns_synthetic_grids():
@@ -220,7 +219,7 @@ def test_train_seg_head_learns_synthetic_grids():
     for _ in range(20):
         labels = rng.integers(0, k, (16, 16))
         mask = np.kron(labels + 1, np.ones((4, 4), np.uint8)).astype(np.uint8)
-        mask[rng.random(mask.shape) < 0.5] = 0       # half the pixels unlabeled
+        mask[rng.random(mask.shape) < 0.5] = 0  # half the pixels unlabeled
         t, w = mask_to_patch_targets(mask, (16, 16), k)
         grids.append(class_grid(rng, labels, centres))
         targets.append(t)
@@ -247,21 +246,29 @@ def test_train_seg_head_needs_labels():
 def test_predict_mask_non_square_and_summary():
     rng = np.random.default_rng(0)
     k, c = 3, 8
-    head = SegHead(rng.normal(size=(k, c)).astype(np.float32), np.zeros(k, np.float32),
-                   np.zeros(c, np.float32), np.ones(c, np.float32))
+    head = SegHead(
+        rng.normal(size=(k, c)).astype(np.float32),
+        np.zeros(k, np.float32),
+        np.zeros(c, np.float32),
+        np.ones(c, np.float32),
+    )
     grid = rng.normal(size=(4, 6, c)).astype(np.float16)
     mask, fractions = head.predict_mask(grid, (37, 53))
     assert mask.shape == (37, 53) and mask.dtype == np.uint8
     assert mask.min() >= 1 and mask.max() <= k
-    np.testing.assert_allclose(fractions, np.bincount(mask.ravel(), minlength=k + 1)[1:] / mask.size, atol=1e-6)
+    np.testing.assert_allclose(
+        fractions, np.bincount(mask.ravel(), minlength=k + 1)[1:] / mask.size, atol=1e-6
+    )
     # bilinear upsampling of logits: at each patch centre the mask agrees with the patch argmax
     patch = head.patch_logits(grid).argmax(-1) + 1
     assert mask.shape != patch.shape
-    big, _ = head.predict_mask(grid, (40, 60))       # exact 10x: centres at 5 + 10 i
+    big, _ = head.predict_mask(grid, (40, 60))  # exact 10x: centres at 5 + 10 i
     np.testing.assert_array_equal(big[5::10, 5::10], patch)
     entropy, frac = head.summary(grid)
     assert 0.0 <= entropy <= math.log(k)
-    np.testing.assert_allclose(frac, np.bincount(patch.ravel() - 1, minlength=k) / patch.size, atol=1e-6)
+    np.testing.assert_allclose(
+        frac, np.bincount(patch.ravel() - 1, minlength=k) / patch.size, atol=1e-6
+    )
 
 
 def test_read_only_cached_features(tmp_path, recwarn):
@@ -270,5 +277,7 @@ def test_read_only_cached_features(tmp_path, recwarn):
     np.save(tmp_path / "f.npy", x)
     cached = np.load(tmp_path / "f.npy", mmap_mode="r")
     head = train_linear_head(cached, y, 3)
-    np.testing.assert_allclose(head.predict_proba(cached), head.predict_proba(np.array(x)), atol=1e-6)
+    np.testing.assert_allclose(
+        head.predict_proba(cached), head.predict_proba(np.array(x)), atol=1e-6
+    )
     assert not [w for w in recwarn if "writable" in str(w.message)]

@@ -25,15 +25,23 @@ def http_error(cls):
         ("hf://datasets/owner/name/a/b/", HubDatasetRef("owner/name", "a/b", None)),
         ("hf://datasets/owner/name@v1", HubDatasetRef("owner/name", None, "v1")),
         ("hf://datasets/owner/name/images@main", HubDatasetRef("owner/name", "images", "main")),
-        ("hf://datasets/owner/name/images@refs/pr/3", HubDatasetRef("owner/name", "images", "refs/pr/3")),
-        ("hf://datasets/owner/name@refs%2Fpr%2F3/images", HubDatasetRef("owner/name", "images", "refs/pr/3")),
+        (
+            "hf://datasets/owner/name/images@refs/pr/3",
+            HubDatasetRef("owner/name", "images", "refs/pr/3"),
+        ),
+        (
+            "hf://datasets/owner/name@refs%2Fpr%2F3/images",
+            HubDatasetRef("owner/name", "images", "refs/pr/3"),
+        ),
     ],
 )
 def test_parse_hf_uri(uri, expected):
     assert parse_hf_uri(uri) == expected
 
 
-@pytest.mark.parametrize("source", ["/data/images", "images", "", "s3://bucket/x", "https://hf.co/datasets/a/b"])
+@pytest.mark.parametrize(
+    "source", ["/data/images", "images", "", "s3://bucket/x", "https://hf.co/datasets/a/b"]
+)
 def test_non_hf_sources_are_not_parsed(source):
     assert parse_hf_uri(source) is None
 
@@ -69,8 +77,15 @@ def hub(tmp_path):
     calls = []
 
     def download(*, repo_id, repo_type, revision, local_dir, allow_patterns):
-        calls.append(dict(repo_id=repo_id, repo_type=repo_type, revision=revision,
-                          local_dir=local_dir, allow_patterns=allow_patterns))
+        calls.append(
+            dict(
+                repo_id=repo_id,
+                repo_type=repo_type,
+                revision=revision,
+                local_dir=local_dir,
+                allow_patterns=allow_patterns,
+            )
+        )
         src = tmp_path / "hub" / repo_id
         if not src.is_dir():
             raise http_error(errors.RepositoryNotFoundError)
@@ -127,10 +142,14 @@ def test_not_found_names_dataset_and_token(tmp_path, hub):
 
 def test_offline_error_says_check_the_network(tmp_path):
     def offline(**kwargs):
-        raise errors.LocalEntryNotFoundError("Got: ConnectError: [Errno -2] Name or service not known")
+        raise errors.LocalEntryNotFoundError(
+            "Got: ConnectError: [Errno -2] Name or service not known"
+        )
 
     with pytest.raises(RuntimeError) as info:
-        resolve_image_source("hf://datasets/owner/pets/images", tmp_path / "cache", download=offline)
+        resolve_image_source(
+            "hf://datasets/owner/pets/images", tmp_path / "cache", download=offline
+        )
     msg = str(info.value)
     assert "'owner/pets'" in msg and "network" in msg
     assert isinstance(info.value.__cause__, errors.LocalEntryNotFoundError)

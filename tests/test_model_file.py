@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from hitl import demo, heads
+from hitl import demo
 from hitl.backbones import create_model
 from hitl.export import export
-from hitl.features import FeatureExtractor
 from hitl.imaging import load_image
+from hitl.ml import heads
+from hitl.ml.features import FeatureExtractor
 from hitl.model_file import FORMAT, load_model, read_state, save_model
 from hitl.store import Store
 
@@ -146,7 +147,7 @@ def finetune_checkpoint(ft) -> dict:
 
 def test_finetuned_models_round_trip(images, tmp_path):
     """Untrained is enough: a random init differs per instance, so only the stored one matches."""
-    from hitl.finetune import ClassifierFinetuner, SegFinetuner
+    from hitl.ml.finetune import ClassifierFinetuner, SegFinetuner
 
     _, files, _ = images
     imgs = [load_image(f) for f in files[:4]]

@@ -6,14 +6,13 @@ import time
 import numpy as np
 
 from hitl import demo as demo_set
-from hitl import heads, strategies
+from hitl import strategies
 from hitl.backbones import create_model
-from hitl.features import FeatureExtractor
 from hitl.imaging import load_image
 from hitl.labeling import Labeling
+from hitl.ml import heads
+from hitl.ml.features import FeatureExtractor
 from tests.conftest import wait_for
-
-
 
 
 def label_from_truth(session, n):

@@ -1,8 +1,8 @@
 """The Segmentation tab: brush masks in a gr.ImageEditor, predicted masks to correct.
 
-The editor gets images letterboxed to exactly its canvas (STACK.md: layers of another size
-come back shifted), and edits are merged into the full-size mask so that saving an unedited
-mask is bit-exact at any image size.
+The editor gets images letterboxed to exactly its canvas (gr.ImageEditor places a layer of
+another size as if centred in the canvas, so it comes back shifted), and edits are merged into
+the full-size mask so that saving an unedited mask is bit-exact at any image size.
 """
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ import time
 import uuid
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pandas as pd
 from PIL import Image
-
-import gradio as gr
 
 from hitl.imaging import Letterbox
 from hitl.labeling import Labeling

@@ -62,7 +62,8 @@ def build(session: Session) -> dict:
         s.backbone = BACKBONE_PRESETS.get(name, name)
         s.mode = new_mode
         s.finetune_model = ft_name
-        s.seg_long_side = int(side)  # masks are resized to it, never cropped; caches are keyed by it
+        # masks are resized to it, never cropped; caches are keyed by it
+        s.seg_long_side = int(side)
         session.trainer.reset_model()
         return note_text(f"Now {new_mode} with {s.backbone if new_mode == 'frozen' else ft_name};"
                          " features are recomputed if needed.")

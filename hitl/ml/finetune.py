@@ -32,7 +32,9 @@ def default_factory(name: str, **kw) -> nn.Module:
 def _norm_stats(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The mean/std the backbone was trained with (ImageNet's when the model does not say)."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
-    return tuple(cfg.get("mean", timm.data.IMAGENET_DEFAULT_MEAN)), tuple(cfg.get("std", timm.data.IMAGENET_DEFAULT_STD))
+    return tuple(cfg.get("mean", timm.data.IMAGENET_DEFAULT_MEAN)), tuple(
+        cfg.get("std", timm.data.IMAGENET_DEFAULT_STD)
+    )
 
 
 def _rgb(image: PIL.Image.Image) -> PIL.Image.Image:
@@ -48,11 +50,18 @@ def _atomic_save(obj: dict, path: Path) -> None:
 
 
 def _grow_rows(layer: nn.Module, k: int) -> nn.Module:
-    """A copy of a Linear / Conv2d output layer with k outputs; the first min(k, old) rows are kept."""
+    """A copy of a Linear / Conv2d output layer with k outputs; keeps the first min(k, old) rows."""
     if isinstance(layer, nn.Linear):
         new = nn.Linear(layer.in_features, k, bias=layer.bias is not None)
     elif isinstance(layer, nn.Conv2d):
-        new = nn.Conv2d(layer.in_channels, k, layer.kernel_size, layer.stride, layer.padding, bias=layer.bias is not None)
+        new = nn.Conv2d(
+            layer.in_channels,
+            k,
+            layer.kernel_size,
+            layer.stride,
+            layer.padding,
+            bias=layer.bias is not None,
+        )
     else:
         raise TypeError(f"cannot resize a {type(layer).__name__} output layer")
     new = new.to(layer.weight.device, layer.weight.dtype)
@@ -73,14 +82,16 @@ class _Finetuner:
         self.device = torch.device(device)
         self.lr = lr
         self.model.to(self.device)
-        self._lock = threading.RLock()      # the trainer thread trains while the UI may predict
+        self._lock = threading.RLock()  # the trainer thread trains while the UI may predict
         self._new_optimizer()
 
     def _new_optimizer(self) -> None:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=1e-4)
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"
+        )
 
     def _step(self, loss: torch.Tensor) -> float:
         self.optimizer.zero_grad(set_to_none=True)
@@ -89,29 +100,46 @@ class _Finetuner:
         return float(loss.detach())
 
 
-# ------------------------------------------------------------------------------------ classification
+# ------------------------------------------------------------------------------- classification
 
 
 class ClassifierFinetuner(_Finetuner):
     """A timm classifier trained end to end on the labeled images."""
 
-    def __init__(self, name: str, num_classes: int, device: torch.device, input_size: int = 224,
-                 model_factory: ModelFactory | None = None, lr: float = 1e-3):
+    def __init__(
+        self,
+        name: str,
+        num_classes: int,
+        device: torch.device,
+        input_size: int = 224,
+        model_factory: ModelFactory | None = None,
+        lr: float = 1e-3,
+    ):
         self.name, self.num_classes, self.input_size = name, num_classes, input_size
         self.model = (model_factory or default_factory)(name, num_classes=num_classes)
         mean, std = _norm_stats(self.model)
         to_tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
-        self.train_transform = v2.Compose([
-            v2.RandomResizedCrop(input_size, scale=(0.6, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
-            v2.RandomHorizontalFlip(),
-            v2.RandomRotation(10),
-            *to_tensor,
-        ])
-        self.eval_transform = v2.Compose([v2.Resize((input_size, input_size), antialias=True), *to_tensor])
-        self._rng = np.random.default_rng(int(torch.randint(2**31, ())))  # seeded by torch.manual_seed
+        self.train_transform = v2.Compose(
+            [
+                v2.RandomResizedCrop(
+                    input_size, scale=(0.6, 1.0), ratio=(3 / 4, 4 / 3), antialias=True
+                ),
+                v2.RandomHorizontalFlip(),
+                v2.RandomRotation(10),
+                *to_tensor,
+            ]
+        )
+        self.eval_transform = v2.Compose(
+            [v2.Resize((input_size, input_size), antialias=True), *to_tensor]
+        )
+        self._rng = np.random.default_rng(
+            int(torch.randint(2**31, ()))
+        )  # seeded by torch.manual_seed
         self._setup(device, lr)
 
-    def train_steps(self, images: list[PIL.Image.Image], labels: list[int], steps: int, batch_size: int = 16) -> float:
+    def train_steps(
+        self, images: list[PIL.Image.Image], labels: list[int], steps: int, batch_size: int = 16
+    ) -> float:
         """`steps` AdamW steps on random augmented batches; returns the mean loss.
 
         The loss is class-balanced (weights 1 / count) so a rare class is not drowned out.
@@ -125,8 +153,12 @@ class ClassifierFinetuner(_Finetuner):
         with self._lock:
             self.model.train()
             for _ in range(steps):
-                idx = self._rng.choice(len(images), size=max(2, min(batch_size, len(images))), replace=len(images) < 2)
-                x = torch.stack([self.train_transform(_rgb(images[i])) for i in idx]).to(self.device)
+                idx = self._rng.choice(
+                    len(images), size=max(2, min(batch_size, len(images))), replace=len(images) < 2
+                )
+                x = torch.stack([self.train_transform(_rgb(images[i])) for i in idx]).to(
+                    self.device
+                )
                 y = y_all[idx].to(self.device)
                 with self._autocast():
                     logits = self.model(x)
@@ -140,7 +172,9 @@ class ClassifierFinetuner(_Finetuner):
         with self._lock:
             self.model.eval()
             for i in range(0, len(images), batch_size):
-                x = torch.stack([self.eval_transform(_rgb(im)) for im in images[i:i + batch_size]]).to(self.device)
+                x = torch.stack(
+                    [self.eval_transform(_rgb(im)) for im in images[i : i + batch_size]]
+                ).to(self.device)
                 with self._autocast():
                     logits = self.model(x)
                 out.append(torch.softmax(logits.float(), 1).cpu())
@@ -153,9 +187,9 @@ class ClassifierFinetuner(_Finetuner):
                 return
             head = self.model.get_classifier()
             new = _grow_rows(head, k)
-            self.model.reset_classifier(k)            # sets num_classes and puts a fresh head in place
+            self.model.reset_classifier(k)  # sets num_classes and puts a fresh head in place
             current = self.model.get_classifier()
-            for parent in self.model.modules():      # swap the fresh head for the grown copy
+            for parent in self.model.modules():  # swap the fresh head for the grown copy
                 for child_name, child in parent.named_children():
                     if child is current:
                         setattr(parent, child_name, new)
@@ -164,13 +198,26 @@ class ClassifierFinetuner(_Finetuner):
 
     def save(self, path: Path) -> None:
         with self._lock:
-            _atomic_save({"kind": "classifier", "name": self.name, "num_classes": self.num_classes,
-                          "input_size": self.input_size, "lr": self.lr, "state_dict": self.model.state_dict()}, path)
+            _atomic_save(
+                {
+                    "kind": "classifier",
+                    "name": self.name,
+                    "num_classes": self.num_classes,
+                    "input_size": self.input_size,
+                    "lr": self.lr,
+                    "state_dict": self.model.state_dict(),
+                },
+                path,
+            )
 
     @classmethod
-    def load(cls, path: Path, device: torch.device, model_factory: ModelFactory | None = None) -> ClassifierFinetuner:
+    def load(
+        cls, path: Path, device: torch.device, model_factory: ModelFactory | None = None
+    ) -> ClassifierFinetuner:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        self = cls(ckpt["name"], ckpt["num_classes"], device, ckpt["input_size"], model_factory, ckpt["lr"])
+        self = cls(
+            ckpt["name"], ckpt["num_classes"], device, ckpt["input_size"], model_factory, ckpt["lr"]
+        )
         self.model.load_state_dict(ckpt["state_dict"])
         return self
 
@@ -188,38 +235,57 @@ class SegModel(nn.Module):
     def __init__(self, encoder: nn.Module, num_classes: int, width: int = 64):
         super().__init__()
         self.encoder = encoder
-        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in encoder.feature_info.channels())
+        self.lateral = nn.ModuleList(
+            nn.Conv2d(c, width, 1) for c in encoder.feature_info.channels()
+        )
         self.classifier = nn.Conv2d(width, num_classes, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.encoder(x)
         size = max((f.shape[-2:] for f in feats), key=lambda s: s[0] * s[1])
-        y = sum(F.interpolate(lat(f), size=size, mode="bilinear", align_corners=False)
-                for lat, f in zip(self.lateral, feats, strict=True))
-        return F.interpolate(self.classifier(F.relu(y)), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        y = sum(
+            F.interpolate(lat(f), size=size, mode="bilinear", align_corners=False)
+            for lat, f in zip(self.lateral, feats, strict=True)
+        )
+        return F.interpolate(
+            self.classifier(F.relu(y)), size=x.shape[-2:], mode="bilinear", align_corners=False
+        )
 
 
 class SegFinetuner(_Finetuner):
     """Semantic segmentation trained end to end from partial masks (0 = unlabeled)."""
 
-    def __init__(self, encoder: str, num_classes: int, device: torch.device, size: int = 256,
-                 model_factory: ModelFactory | None = None, lr: float = 1e-3):
+    def __init__(
+        self,
+        encoder: str,
+        num_classes: int,
+        device: torch.device,
+        size: int = 256,
+        model_factory: ModelFactory | None = None,
+        lr: float = 1e-3,
+    ):
         self.name, self.num_classes, self.size = encoder, num_classes, size
         backbone = (model_factory or default_factory)(encoder, features_only=True)
         self.model = SegModel(backbone, num_classes)
         mean, std = _norm_stats(backbone)
-        self.resize = v2.Resize((size, size), antialias=True)          # nearest for Mask tv_tensors
-        self.augment = v2.Compose([v2.RandomHorizontalFlip(), v2.RandomRotation(10)])   # fill 0 = unlabeled
+        self.resize = v2.Resize((size, size), antialias=True)  # nearest for Mask tv_tensors
+        self.augment = v2.Compose(
+            [v2.RandomHorizontalFlip(), v2.RandomRotation(10)]
+        )  # fill 0 = unlabeled
         self.to_input = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
-        self._rng = np.random.default_rng(int(torch.randint(2**31, ())))  # seeded by torch.manual_seed
+        self._rng = np.random.default_rng(
+            int(torch.randint(2**31, ()))
+        )  # seeded by torch.manual_seed
         self._setup(device, lr)
 
     def _pair(self, image: PIL.Image.Image, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Resized and jointly augmented (image, target); target = class index, -1 where unlabeled."""
+        """Resized, jointly augmented (image, target); target = class index, -1 = unlabeled."""
         image = _rgb(image)
         mask = np.asarray(mask)
         if mask.shape != (image.height, image.width):
-            raise ValueError(f"mask {mask.shape} does not match image {(image.height, image.width)}")
+            raise ValueError(
+                f"mask {mask.shape} does not match image {(image.height, image.width)}"
+            )
         img = tv_tensors.Image(v2.functional.pil_to_tensor(image))
         m = tv_tensors.Mask(torch.from_numpy(mask.astype(np.int64))[None])
         img, m = self.augment(*self.resize(img, m))
@@ -227,19 +293,29 @@ class SegFinetuner(_Finetuner):
         target[(target < 0) | (target >= self.num_classes)] = -1
         return self.to_input(img.as_subclass(torch.Tensor)), target.as_subclass(torch.Tensor)
 
-    def train_steps(self, images: list[PIL.Image.Image], masks: list[np.ndarray], steps: int, batch_size: int = 4) -> float:
+    def train_steps(
+        self,
+        images: list[PIL.Image.Image],
+        masks: list[np.ndarray],
+        steps: int,
+        batch_size: int = 4,
+    ) -> float:
         """`steps` AdamW steps of cross-entropy over labeled pixels only; returns the mean loss."""
         losses = []
         with self._lock:
             self.model.train()
             for _ in range(steps):
-                idx = self._rng.choice(len(images), size=max(2, min(batch_size, len(images))), replace=len(images) < 2)
+                idx = self._rng.choice(
+                    len(images), size=max(2, min(batch_size, len(images))), replace=len(images) < 2
+                )
                 pairs = [self._pair(images[i], masks[i]) for i in idx]
                 x = torch.stack([p[0] for p in pairs]).to(self.device)
                 y = torch.stack([p[1] for p in pairs]).to(self.device)
                 with self._autocast():
                     logits = self.model(x)
-                loss = F.cross_entropy(logits.float(), y, ignore_index=-1, reduction="sum") / (y >= 0).sum().clamp_min(1)
+                loss = F.cross_entropy(logits.float(), y, ignore_index=-1, reduction="sum") / (
+                    y >= 0
+                ).sum().clamp_min(1)
                 losses.append(self._step(loss))
         return float(np.mean(losses)) if losses else float("nan")
 
@@ -252,7 +328,9 @@ class SegFinetuner(_Finetuner):
             self.model.eval()
             with self._autocast():
                 logits = self.model(x)
-        logits = F.interpolate(logits.float(), size=(image.height, image.width), mode="bilinear", align_corners=False)
+        logits = F.interpolate(
+            logits.float(), size=(image.height, image.width), mode="bilinear", align_corners=False
+        )
         return torch.softmax(logits[0], 0).cpu().numpy()
 
     def predict_mask(self, image: PIL.Image.Image) -> np.ndarray:
@@ -270,12 +348,25 @@ class SegFinetuner(_Finetuner):
 
     def save(self, path: Path) -> None:
         with self._lock:
-            _atomic_save({"kind": "segmentation", "name": self.name, "num_classes": self.num_classes,
-                          "size": self.size, "lr": self.lr, "state_dict": self.model.state_dict()}, path)
+            _atomic_save(
+                {
+                    "kind": "segmentation",
+                    "name": self.name,
+                    "num_classes": self.num_classes,
+                    "size": self.size,
+                    "lr": self.lr,
+                    "state_dict": self.model.state_dict(),
+                },
+                path,
+            )
 
     @classmethod
-    def load(cls, path: Path, device: torch.device, model_factory: ModelFactory | None = None) -> SegFinetuner:
+    def load(
+        cls, path: Path, device: torch.device, model_factory: ModelFactory | None = None
+    ) -> SegFinetuner:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        self = cls(ckpt["name"], ckpt["num_classes"], device, ckpt["size"], model_factory, ckpt["lr"])
+        self = cls(
+            ckpt["name"], ckpt["num_classes"], device, ckpt["size"], model_factory, ckpt["lr"]
+        )
         self.model.load_state_dict(ckpt["state_dict"])
         return self

@@ -11,10 +11,11 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from hitl import heads, metrics
+from hitl import metrics
 from hitl.backbones import create_model, pick_device
-from hitl.features import FeatureCache, FeatureExtractor
 from hitl.imaging import ImageError, load_image, positions_lut
+from hitl.ml import heads
+from hitl.ml.features import FeatureCache, FeatureExtractor
 from hitl.settings import Settings
 from hitl.store import Store
 

@@ -79,15 +79,25 @@ class FeatureExtractor:
         self.interpolation = str(cfg.get("interpolation", "bicubic"))
         self._resample = _RESAMPLE.get(self.interpolation, PIL.Image.Resampling.BICUBIC)
         self._pil_transform = self._pil_part(timm.data.create_transform(**cfg, is_training=False))
-        self._scale = torch.tensor([1 / (255 * s) for s in self.std], device=self.device).view(1, 3, 1, 1)
-        self._shift = torch.tensor([m / s for m, s in zip(self.mean, self.std)], device=self.device).view(1, 3, 1, 1)
+        self._scale = torch.tensor([1 / (255 * s) for s in self.std], device=self.device).view(
+            1, 3, 1, 1
+        )
+        self._shift = torch.tensor(
+            [m / s for m, s in zip(self.mean, self.std)], device=self.device
+        ).view(1, 3, 1, 1)
 
-        self._tokens = hasattr(self.model, "patch_embed") and hasattr(self.model, "num_prefix_tokens")
+        self._tokens = hasattr(self.model, "patch_embed") and hasattr(
+            self.model, "num_prefix_tokens"
+        )
         self.patch_size: int = self._find_patch_size()
 
-        preprocessing = repr((self.mean, self.std, self.interpolation, cfg.get("crop_pct"), cfg.get("crop_mode")))
+        preprocessing = repr(
+            (self.mean, self.std, self.interpolation, cfg.get("crop_pct"), cfg.get("crop_mode"))
+        )
         self._digest = hashlib.sha1(preprocessing.encode()).hexdigest()[:8]
-        self._stem = _safe(loaded.name) + ("" if loaded.weights_source != "random init" else "_randinit")
+        self._stem = _safe(loaded.name) + (
+            "" if loaded.weights_source != "random init" else "_randinit"
+        )
         h, w = self.input_size
         self.key: str = f"{self._stem}_{w}x{h}_{self._digest}"
 
@@ -116,7 +126,7 @@ class FeatureExtractor:
     # -- preprocessing -------------------------------------------------------------------
 
     def _to_batch(self, arrays: list[np.ndarray]) -> torch.Tensor:
-        """uint8 HWC arrays -> normalised float NCHW on the device (small copy, then maths there)."""
+        """uint8 HWC arrays -> normalised float NCHW on the device (small copy, maths there)."""
         x = torch.from_numpy(np.stack(arrays)).to(self.device, non_blocking=True)
         x = x.permute(0, 3, 1, 2).contiguous().float()
         return x.mul_(self._scale).sub_(self._shift)
@@ -178,13 +188,17 @@ class FeatureExtractor:
         prepare = lambda job: self._prepare_patches(([images[i] for i in job[0]], job[1]))  # noqa: E731
         with torch.inference_mode():
             for (idx, (w, h)), x in zip(jobs, _prefetched(prepare, jobs)):
-                grids = self._to_grid(self.model.forward_features(x), h // self.patch_size, w // self.patch_size)
+                grids = self._to_grid(
+                    self.model.forward_features(x), h // self.patch_size, w // self.patch_size
+                )
                 grids = grids.float().cpu().numpy().astype(np.float16)
                 for j, i in enumerate(idx):
                     results[i] = grids[j]
         return results  # type: ignore[return-value]
 
-    def _to_grid(self, out: torch.Tensor, h: int | None = None, w: int | None = None) -> torch.Tensor:
+    def _to_grid(
+        self, out: torch.Tensor, h: int | None = None, w: int | None = None
+    ) -> torch.Tensor:
         """forward_features output -> (B, h, w, C): tokens minus prefix, or a CNN's last map."""
         if out.ndim == 3:
             tokens = out[:, self.model.num_prefix_tokens :]
@@ -198,7 +212,7 @@ class FeatureExtractor:
 
 
 class FeatureCache:
-    """On-disk cache in the session folder; survives restarts; writes are atomic (tmp name then os.replace).
+    """On-disk cache in the session folder; survives restarts; atomic writes (tmp, os.replace).
 
     Global features are appended as shard files (one .npz per put) named in write order;
     reads merge them, the last write of an id winning. So that reads stay fast however many
@@ -312,7 +326,9 @@ class FeatureCache:
         """Sorted unique ids with cached global features (index read once, kept up to date)."""
         with self._lock:
             if self._ids is None:
-                parts = [r[0] for _, _, p in self._shards() if (r := self._read_shard(p, feats=False))]
+                parts = [
+                    r[0] for _, _, p in self._shards() if (r := self._read_shard(p, feats=False))
+                ]
                 self._ids = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
             return self._ids.copy()
 

@@ -15,10 +15,11 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from hitl import heads, metrics
+from hitl import metrics
 from hitl.backbones import create_model, pick_device
-from hitl.finetune import ClassifierFinetuner, SegFinetuner
 from hitl.imaging import ImageError, load_image, positions_lut
+from hitl.ml import heads
+from hitl.ml.finetune import ClassifierFinetuner, SegFinetuner
 from hitl.settings import Settings
 from hitl.store import Store
 

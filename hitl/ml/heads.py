@@ -33,7 +33,7 @@ _STATS_ROWS = 8192
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
-    """Zero-copy view of an array; read-only arrays (np.load mmap caches) are fine as we never write."""
+    """Zero-copy view; read-only arrays (np.load mmap caches) are fine (never written)."""
     a = np.ascontiguousarray(a)
     if a.flags.writeable:
         return torch.from_numpy(a)
@@ -51,15 +51,19 @@ def _standardise_stats(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, 
     return mean, var.sqrt().clamp_min(1e-6)
 
 
-def _transfer(previous: LinearHead | SegHead, mean: torch.Tensor, std: torch.Tensor,
-              num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _transfer(
+    previous: LinearHead | SegHead, mean: torch.Tensor, std: torch.Tensor, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Re-express a previous head in new standardisation stats, so a warm start keeps its logits.
 
-    logits = W (x - m0) / s0 + b  with  x = z s1 + m1  =>  W' = W s1 / s0,  b' = b + W (m1 - m0) / s0.
+    logits = W (x - m0) / s0 + b  with  x = z s1 + m1
+      =>  W' = W s1 / s0,  b' = b + W (m1 - m0) / s0.
     If classes were added since, their rows start at zero; if removed, extra rows are dropped.
     """
-    W0, b0, m0, s0 = (_tensor(np.asarray(a, np.float32))
-                      for a in (previous.weight, previous.bias, previous.mean, previous.std))
+    W0, b0, m0, s0 = (
+        _tensor(np.asarray(a, np.float32))
+        for a in (previous.weight, previous.bias, previous.mean, previous.std)
+    )
     k = min(num_classes, W0.shape[0])
     W, b = torch.zeros(num_classes, W0.shape[1]), torch.zeros(num_classes)
     W[:k] = W0[:k] * (std / s0)
@@ -67,8 +71,18 @@ def _transfer(previous: LinearHead | SegHead, mean: torch.Tensor, std: torch.Ten
     return W, b
 
 
-def _fit_softmax(x: torch.Tensor, targets: torch.Tensor, w: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-                 W: torch.Tensor, b: torch.Tensor, steps: int, lr: float, weight_decay: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _fit_softmax(
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    w: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    W: torch.Tensor,
+    b: torch.Tensor,
+    steps: int,
+    lr: float,
+    weight_decay: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Minimise sum_i w_i CE(t_i, softmax(W (x_i - mean) / std + b)) + wd/2 |W|^2 with Adam.
 
     x: (N, C) raw features, any float dtype, already in random order when N > _BATCH (each step
@@ -78,7 +92,7 @@ def _fit_softmax(x: torch.Tensor, targets: torch.Tensor, w: torch.Tensor, mean: 
     matrix: a step is two matmuls and a handful of in-place ops.
     """
     n, c = x.shape
-    z = torch.ones(min(n, _BATCH), c + 1)               # [standardised features | 1]
+    z = torch.ones(min(n, _BATCH), c + 1)  # [standardised features | 1]
     inv_std = 1.0 / std
 
     def standardise(rows: torch.Tensor) -> None:
@@ -87,9 +101,9 @@ def _fit_softmax(x: torch.Tensor, targets: torch.Tensor, w: torch.Tensor, mean: 
     if n <= _BATCH:
         standardise(x)
         tb, wb = targets, w.unsqueeze(1)
-    theta = torch.cat([W, b[:, None]], 1)               # (K, C + 1)
+    theta = torch.cat([W, b[:, None]], 1)  # (K, C + 1)
     decay = torch.full((1, c + 1), weight_decay)
-    decay[0, c] = 0.0                                   # no decay on the bias
+    decay[0, c] = 0.0  # no decay on the bias
     m, v = torch.zeros_like(theta), torch.zeros_like(theta)
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     start = 0
@@ -101,19 +115,21 @@ def _fit_softmax(x: torch.Tensor, targets: torch.Tensor, w: torch.Tensor, mean: 
             standardise(x[sl])
             tb, wb = targets[sl], w[sl].unsqueeze(1) * (n / _BATCH)
             start += _BATCH
-        g = torch.softmax(z @ theta.t(), dim=1).sub_(tb).mul_(wb)     # dLoss/dlogits
+        g = torch.softmax(z @ theta.t(), dim=1).sub_(tb).mul_(wb)  # dLoss/dlogits
         grad = torch.addcmul(g.t() @ z, decay, theta)
         m.lerp_(grad, 1 - beta1)
         v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        lr_t = lr * (0.55 + 0.45 * math.cos(math.pi * (t - 1) / steps))   # cosine, lr -> lr / 10
-        theta.addcdiv_(m, v.sqrt().add_(eps), value=-lr_t * (1 - beta2 ** t) ** 0.5 / (1 - beta1 ** t))
+        lr_t = lr * (0.55 + 0.45 * math.cos(math.pi * (t - 1) / steps))  # cosine, lr -> lr / 10
+        theta.addcdiv_(m, v.sqrt().add_(eps), value=-lr_t * (1 - beta2**t) ** 0.5 / (1 - beta1**t))
     return theta[:, :c].contiguous(), theta[:, c].contiguous()
 
 
 def _layer(head: LinearHead | SegHead) -> tuple[torch.Tensor, torch.Tensor]:
     """Fold standardisation into the layer: W (x - m) / s + b == (W / s) x + (b - (W / s) m)."""
     W = _tensor(np.asarray(head.weight, np.float32) / np.asarray(head.std, np.float32))
-    return W, _tensor(np.asarray(head.bias, np.float32)) - W @ _tensor(np.asarray(head.mean, np.float32))
+    return W, _tensor(np.asarray(head.bias, np.float32)) - W @ _tensor(
+        np.asarray(head.mean, np.float32)
+    )
 
 
 def _apply(head: LinearHead | SegHead, feats: np.ndarray) -> torch.Tensor:
@@ -140,9 +156,9 @@ class LinearHead:
     """Softmax classifier over one global feature vector per image."""
 
     weight: np.ndarray  # (K, C)
-    bias: np.ndarray    # (K,)
-    mean: np.ndarray    # (C,) standardisation stats of the training features
-    std: np.ndarray     # (C,)
+    bias: np.ndarray  # (K,)
+    mean: np.ndarray  # (C,) standardisation stats of the training features
+    std: np.ndarray  # (C,)
 
     @property
     def num_classes(self) -> int:
@@ -160,8 +176,16 @@ class LinearHead:
         return cls(**{k: np.asarray(d[k], np.float32) for k in ("weight", "bias", "mean", "std")})
 
 
-def _fit_head(x: torch.Tensor, targets: torch.Tensor, w: torch.Tensor, num_classes: int,
-              previous, steps: int, lr: float, weight_decay: float) -> tuple[np.ndarray, ...]:
+def _fit_head(
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    w: torch.Tensor,
+    num_classes: int,
+    previous,
+    steps: int,
+    lr: float,
+    weight_decay: float,
+) -> tuple[np.ndarray, ...]:
     """Standardise, warm-start from `previous` when the feature size matches, fit the softmax;
     returns (weight, bias, mean, std) for either head."""
     mean, std = _standardise_stats(x[:_STATS_ROWS], w[:_STATS_ROWS])
@@ -173,8 +197,15 @@ def _fit_head(x: torch.Tensor, targets: torch.Tensor, w: torch.Tensor, num_class
     return W.numpy(), b.numpy(), mean.numpy(), std.numpy()
 
 
-def train_linear_head(feats: np.ndarray, labels: np.ndarray, num_classes: int, previous: LinearHead | None = None,
-                      steps: int = 100, weight_decay: float = 1e-4, lr: float = 0.1) -> LinearHead:
+def train_linear_head(
+    feats: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    previous: LinearHead | None = None,
+    steps: int = 100,
+    weight_decay: float = 1e-4,
+    lr: float = 0.1,
+) -> LinearHead:
     """Fit a class-balanced softmax layer on standardised features.
 
     labels are 0-based class indices. Every class counts equally in the loss however many labels
@@ -184,7 +215,9 @@ def train_linear_head(feats: np.ndarray, labels: np.ndarray, num_classes: int, p
     """
     feats, labels = np.asarray(feats), np.asarray(labels, np.int64)
     if feats.ndim != 2 or len(feats) != len(labels) or len(labels) == 0:
-        raise ValueError(f"need (N, C) feats and N labels, N > 0; got {feats.shape} and {labels.shape}")
+        raise ValueError(
+            f"need (N, C) feats and N labels, N > 0; got {feats.shape} and {labels.shape}"
+        )
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f"labels must be in [0, {num_classes})")
     if len(labels) > _BATCH:
@@ -195,10 +228,13 @@ def train_linear_head(feats: np.ndarray, labels: np.ndarray, num_classes: int, p
         x = x.float()
     y = torch.from_numpy(labels)
     counts = torch.bincount(y, minlength=num_classes).float()
-    w = 1.0 / counts[y]                      # each present class gets equal total weight
+    w = 1.0 / counts[y]  # each present class gets equal total weight
     w /= w.sum()
-    return LinearHead(*_fit_head(x, F.one_hot(y, num_classes).float(), w, num_classes, previous,
-                                 steps, lr, weight_decay))
+    return LinearHead(
+        *_fit_head(
+            x, F.one_hot(y, num_classes).float(), w, num_classes, previous, steps, lr, weight_decay
+        )
+    )
 
 
 def prediction_stats(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -221,7 +257,7 @@ def prediction_stats(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def _area_matrix(n_in: int, n_out: int) -> torch.Tensor:
-    """(n_out, n_in) matrix whose row i holds the fraction of output cell i covered by each input pixel.
+    """(n_out, n_in) matrix: row i holds the fraction of output cell i covered by each input pixel.
 
     Output cell i spans [i * n_in / n_out, (i + 1) * n_in / n_out) in pixel units, so a mask of any
     size maps onto the grid exactly by area (rows sum to 1).
@@ -233,7 +269,9 @@ def _area_matrix(n_in: int, n_out: int) -> torch.Tensor:
     return (overlap / (n_in / n_out)).float()
 
 
-def mask_to_patch_targets(mask: np.ndarray, grid_hw: tuple[int, int], num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def mask_to_patch_targets(
+    mask: np.ndarray, grid_hw: tuple[int, int], num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Map a partial label mask onto the feature grid.
 
     mask: (H, W) uint8 at the image's original size; 0 = unlabeled, k = class k (1-based); values
@@ -250,7 +288,7 @@ def mask_to_patch_targets(mask: np.ndarray, grid_hw: tuple[int, int], num_classe
             area[k - 1] = Ah @ (m == k).float() @ Aw.t()
     area = area.reshape(num_classes, h * w).t()
     weights = area.sum(1)
-    weights[weights < 1e-6] = 0.0            # float dust from the area matrices
+    weights[weights < 1e-6] = 0.0  # float dust from the area matrices
     targets = torch.where(weights[:, None] > 0, area / weights.clamp_min(1e-6)[:, None], 0.0)
     return targets.numpy(), weights.clamp_max(1.0).numpy()
 
@@ -260,9 +298,9 @@ class SegHead:
     """1x1 linear layer over a patch grid: per-patch class logits."""
 
     weight: np.ndarray  # (K, C)
-    bias: np.ndarray    # (K,)
-    mean: np.ndarray    # (C,)
-    std: np.ndarray     # (C,)
+    bias: np.ndarray  # (K,)
+    mean: np.ndarray  # (C,)
+    std: np.ndarray  # (C,)
 
     @property
     def num_classes(self) -> int:
@@ -272,15 +310,19 @@ class SegHead:
         """(h, w, C) -> (h, w, K) float32 logits."""
         return _apply(self, grid).numpy()
 
-    def predict_mask(self, grid: np.ndarray, out_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def predict_mask(
+        self, grid: np.ndarray, out_hw: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Logits bilinearly upsampled to out_hw (the original image size), then argmax.
 
         Returns the (H, W) uint8 mask with values 1..K and the per-class fraction (K,) of it.
         Upsampling logits rather than labels gives smooth boundaries between patches.
         """
         logits = _apply(self, grid).permute(2, 0, 1).unsqueeze(0)
-        up = F.interpolate(logits, size=(int(out_hw[0]), int(out_hw[1])), mode="bilinear", align_corners=False)
-        mask = up[0].max(0).indices        # max(0) is several times faster than argmax(0) here
+        up = F.interpolate(
+            logits, size=(int(out_hw[0]), int(out_hw[1])), mode="bilinear", align_corners=False
+        )
+        mask = up[0].max(0).indices  # max(0) is several times faster than argmax(0) here
         fractions = torch.bincount(mask.ravel(), minlength=self.num_classes).float() / mask.numel()
         return (mask + 1).to(torch.uint8).numpy(), fractions.numpy()
 
@@ -301,9 +343,16 @@ class SegHead:
         return cls(**{k: np.asarray(d[k], np.float32) for k in ("weight", "bias", "mean", "std")})
 
 
-def train_seg_head(grids: list[np.ndarray], targets: list[np.ndarray], weights: list[np.ndarray], num_classes: int,
-                   previous: SegHead | None = None, steps: int = 100, weight_decay: float = 1e-4,
-                   lr: float = 0.1) -> SegHead:
+def train_seg_head(
+    grids: list[np.ndarray],
+    targets: list[np.ndarray],
+    weights: list[np.ndarray],
+    num_classes: int,
+    previous: SegHead | None = None,
+    steps: int = 100,
+    weight_decay: float = 1e-4,
+    lr: float = 0.1,
+) -> SegHead:
     """Weighted soft cross-entropy over all labeled patches of all images.
 
     grids[i]: (h, w, C); targets[i]: (h*w, K) and weights[i]: (h*w,) from mask_to_patch_targets.

@@ -1,0 +1,1 @@
+"""Store-aware learners, one per training mode; the trainer thread drives them."""
