@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from hitl.auth import Authenticator, parse_auth_pair, read_auth_file
-from hitl.settings import DEVICES, MODES, TASKS, Settings, default_session_dir
+from hitl.settings import DEVICES, MODES, Settings, default_session_dir
+from hitl.tasks import TASKS
 
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
@@ -51,7 +52,7 @@ def build_parser() -> OneLineParser:
     add("--session", type=Path, metavar="DIR",
         help="session folder (database, features, checkpoints); default ./session, or "
              "/data/session when /data exists [HITL_SESSION]")
-    add("--task", choices=TASKS, help="lock the task now instead of in the UI [HITL_TASK]")
+    add("--task", choices=list(TASKS), help="lock the task now instead of in the UI [HITL_TASK]")
     add("--classes", metavar="A,B,C", help="class names, comma-separated [HITL_CLASSES]")
     add("--import", dest="imports", nargs="+", action="extend", metavar="SOURCE",
         help="existing labels: an ImageFolder tree, a CSV (path,label) or a folder with "

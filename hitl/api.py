@@ -13,8 +13,8 @@ import numpy as np
 from PIL import Image
 
 from hitl.labeling import Labeling
-from hitl.stats import classification_stats, segmentation_stats
 from hitl.store import StoreError
+from hitl.tasks import get_task
 
 
 def user_of(request: gr.Request | None) -> str:
@@ -108,9 +108,7 @@ def register(labeling: Labeling) -> None:
 
     def stats(live_window: int = 50) -> dict:
         """Counts, model version, training state and validation numbers."""
-        if task() == "segmentation":
-            return segmentation_stats(session)
-        return classification_stats(session, live_window)
+        return get_task(task()).stats_of(session, live_window)
 
     def predictions(limit: int = 100) -> list[dict]:
         """Current class predictions, by image id."""

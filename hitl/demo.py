@@ -19,10 +19,6 @@ HUES = {"circle": 0.0, "square": 0.33, "triangle": 0.62}
 SIZE = (192, 144)
 
 
-def default_classes(task: str) -> list[str]:
-    return list(SEG_CLASSES if task == "segmentation" else SHAPES)
-
-
 def _hsv(h: float, s: float, v: float) -> tuple[int, int, int]:
     import colorsys
     r, g, b = colorsys.hsv_to_rgb(h % 1.0, s, v)

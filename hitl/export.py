@@ -26,6 +26,7 @@ from PIL import Image
 
 from hitl import imaging
 from hitl.store import SESSION_TABLES, ClassRow, Store
+from hitl.tasks import get_task
 
 FORMATS = ("csv", "imagefolder", "parquet", "json", "masks", "coco", "model")
 FOLDER_FORMATS = {"imagefolder", "masks"}
@@ -137,6 +138,10 @@ def export(store: Store, fmt: str, out: Path, *, split: bool = False, symlink: b
     """
     if fmt not in FORMATS:
         raise ExportError(f"Unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+    task = store.task()
+    if task is not None and fmt not in get_task(task).exports:
+        raise ExportError(f"A {task} session exports as {', '.join(get_task(task).exports)}; "
+                          f"{fmt!r} holds no {task} labels.")
     out = Path(out)
     if fmt not in FOLDER_FORMATS and out.is_dir():
         out = out / DEFAULT_NAMES[fmt]

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from hitl.tasks import get_task
+
 FORMAT = "hitl-model"
 FORMAT_VERSION = 1
-TASKS = ("classification", "segmentation")
 REQUIRED = ("task", "mode", "classes", "backbone", "preprocessing", "head")
 
 
@@ -46,8 +47,7 @@ def _check(state: dict) -> None:
     missing = [k for k in REQUIRED if k not in state]
     if missing:
         raise ValueError(f"the model state lacks {', '.join(missing)}")
-    if state["task"] not in TASKS:
-        raise ValueError(f"unknown task {state['task']!r}")
+    get_task(state["task"])  # an unknown task raises (UnknownTask is a ValueError)
     if not state["classes"]:
         raise ValueError("the model has no classes")
 
@@ -94,7 +94,15 @@ def read_state(path: Path) -> dict:
 
 
 class Predictor:
-    """A loaded model: PIL images (or paths) in, labels or masks out."""
+    """A loaded model: PIL images (or paths) in, labels or masks out.
+
+    The task's subclass (named by its registry entry, hitl/tasks.py) says which head, which
+    features and which finetuner it uses, and what a prediction looks like."""
+
+    head_class: str = ""          # hitl.ml.heads class of the frozen head
+    finetuner_class: str = ""     # hitl.ml.finetune class of the fine-tuned model
+    finetuner_size: str = ""      # the checkpoint field holding its input size
+    timm_kwargs: dict = {}        # extra timm arguments for the frozen backbone
 
     def __init__(self, state: dict, device: str = "cpu", weights_dir: Path = Path("weights")):
         from hitl.backbones import pick_device
@@ -111,15 +119,17 @@ class Predictor:
         else:
             self._init_frozen(state, Path(weights_dir))
 
+    def feature_key(self) -> str:
+        """The feature cache key the trainer used, to warn when preprocessing differs."""
+        return self.extractor.key
+
     def _init_frozen(self, state: dict, weights_dir: Path) -> None:
         """Backbone (stored weights) + FeatureExtractor + linear head, as the trainer ran them."""
         from hitl.backbones import create_model
         from hitl.ml import heads
         from hitl.ml.features import FeatureExtractor
 
-        kwargs = dict(state.get("timm_kwargs") or {"num_classes": 0})
-        if self.task == "segmentation":
-            kwargs["dynamic_img_size"] = True
+        kwargs = dict(state.get("timm_kwargs") or {"num_classes": 0}) | self.timm_kwargs
         stored = state.get("backbone_state")
         loaded = create_model(state["backbone"], weights_dir, self.device,
                               pretrained=stored is None, **kwargs)
@@ -130,26 +140,20 @@ class Predictor:
         self.warning = loaded.warning
         self.extractor = FeatureExtractor(loaded)
         self.long_side = int(self.preprocessing.get("long_side", 512))
-        key = (self.extractor.patch_key(self.long_side) if self.task == "segmentation"
-               else self.extractor.key)
+        key = self.feature_key()
         if self.preprocessing.get("key", key) != key:
             self.warning = (f"preprocessing differs from training ({key} here, "
                             f"{self.preprocessing['key']} there): predictions may differ")
         head_state = {k: v.numpy() for k, v in state["head"].items()}
-        head_cls = heads.SegHead if self.task == "segmentation" else heads.LinearHead
-        self.head = head_cls.from_state(head_state)
+        self.head = getattr(heads, self.head_class).from_state(head_state)
         self._check_outputs(self.head.num_classes)
 
     def _init_finetune(self, ckpt: dict) -> None:
         """The finetuner's own checkpoint (name, sizes, whole-model state_dict)."""
-        from hitl.ml.finetune import ClassifierFinetuner, SegFinetuner
+        from hitl.ml import finetune
 
-        if self.task == "segmentation":
-            self.finetuner = SegFinetuner(ckpt["name"], ckpt["num_classes"], self.device,
-                                          ckpt["size"])
-        else:
-            self.finetuner = ClassifierFinetuner(ckpt["name"], ckpt["num_classes"], self.device,
-                                                 ckpt["input_size"])
+        self.finetuner = getattr(finetune, self.finetuner_class)(
+            ckpt["name"], ckpt["num_classes"], self.device, ckpt[self.finetuner_size])
         self.finetuner.model.load_state_dict(ckpt["state_dict"])
         self._check_outputs(int(ckpt["num_classes"]))
 
@@ -162,16 +166,34 @@ class Predictor:
         return [im if isinstance(im, Image.Image) else load_image(im) for im in images]
 
     def predict(self, images: list[Image.Image | str | Path]) -> list[dict]:
-        """Classification: {"label", "probability", "probabilities"} per image.
-        Segmentation: {"mask"}: (H, W) uint8, k = self.classes[k - 1], at the image's size."""
+        """One dict per image (see the task's subclass)."""
         images = self._images(images)
-        if not images:
-            return []
-        if self.task == "classification":
-            probs = (self.finetuner.predict_proba(images) if self.mode == "finetune"
-                     else self.head.predict_proba(self.extractor.global_features(images)))
-            return [{"label": self.classes[int(p.argmax())], "probability": float(p.max()),
-                     "probabilities": dict(zip(self.classes, map(float, p)))} for p in probs]
+        return self._predict(images) if images else []
+
+    def _predict(self, images: list[Image.Image]) -> list[dict]:
+        raise NotImplementedError
+
+
+class ClassificationPredictor(Predictor):
+    head_class, finetuner_class, finetuner_size = "LinearHead", "ClassifierFinetuner", "input_size"
+
+    def _predict(self, images: list[Image.Image]) -> list[dict]:
+        """{"label", "probability", "probabilities"} per image."""
+        probs = (self.finetuner.predict_proba(images) if self.mode == "finetune"
+                 else self.head.predict_proba(self.extractor.global_features(images)))
+        return [{"label": self.classes[int(p.argmax())], "probability": float(p.max()),
+                 "probabilities": dict(zip(self.classes, map(float, p)))} for p in probs]
+
+
+class SegmentationPredictor(Predictor):
+    head_class, finetuner_class, finetuner_size = "SegHead", "SegFinetuner", "size"
+    timm_kwargs = {"dynamic_img_size": True}
+
+    def feature_key(self) -> str:
+        return self.extractor.patch_key(self.long_side)
+
+    def _predict(self, images: list[Image.Image]) -> list[dict]:
+        """{"mask"}: (H, W) uint8, k = self.classes[k - 1], at the image's size."""
         if self.mode == "finetune":
             return [{"mask": self.finetuner.predict_mask(im)} for im in images]
         grids = self.extractor.patch_features(images, self.long_side)
@@ -181,4 +203,6 @@ class Predictor:
 
 def load_model(path: Path, device: str = "cpu", weights_dir: Path = Path("weights")) -> Predictor:
     """A Predictor from a model file written by save_model (or the page's model export)."""
-    return Predictor(read_state(path), device=device, weights_dir=weights_dir)
+    state = read_state(path)
+    return get_task(state["task"]).predictor_class()(state, device=device,
+                                                     weights_dir=weights_dir)

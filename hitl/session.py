@@ -12,6 +12,7 @@ from hitl.catalog import CatalogReport
 from hitl.hub_images import resolve_image_source
 from hitl.settings import Settings
 from hitl.store import Store, StoreError
+from hitl.tasks import get_task
 from hitl.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class Session:
     def ensure_default_classes(self, task: str) -> None:
         """The demo set comes with its classes, so it can be labeled at once."""
         if self.is_demo and not self.store.classes():
-            for name in demo.default_classes(task):
+            for name in get_task(task).demo_classes:
                 self.store.add_class(name)
 
     def lock_task(self, task: str, user: str = "local") -> str:
@@ -87,7 +88,7 @@ class Session:
     def task_message(self, wanted: str) -> str | None:
         """None when `wanted` may be labeled now, else the lock message for the other tab."""
         task = self.store.task()
-        if task is None or task == wanted:
+        if task in (None, wanted):
             return None
         return (f"The task of this session is {task}. To do another task, reset the app "
                 f"(this archives the current session).")

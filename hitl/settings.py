@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TASKS = ("classification", "segmentation")
 MODES = ("frozen", "finetune")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DEFAULT_BACKBONE = "vit_small_patch16_dinov3.lvd1689m"

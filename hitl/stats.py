@@ -1,9 +1,14 @@
 """The numbers the stats panel and the stats() endpoint show, from the store and trainer."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
-from hitl.session import Session
+from hitl.tasks import get_task
+
+if TYPE_CHECKING:
+    from hitl.session import Session
 
 
 def _common(session: Session) -> dict:
@@ -41,12 +46,14 @@ def classification_stats(session: Session, live_window: int = 50) -> dict:
     return out
 
 
-def segmentation_stats(session: Session) -> dict:
+def segmentation_stats(session: Session, live_window: int = 50) -> dict:
+    """live_window is unused: there is no live score for masks (same signature as
+    classification_stats, so the task registry can call either)."""
     store = session.store
     names = {c.id: c.name for c in store.classes()}
     latest = store.latest_model()
     per_class_iou = {}
-    if latest is not None and latest["task"] == "segmentation":
+    if latest is not None and latest["task"] == session.store.task():
         ids = latest["metrics"].get("class_ids", [])
         per_class_iou = {names.get(c, "?"): v for c, v in
                          zip(ids, latest["metrics"].get("per_class_iou", []))}
@@ -62,7 +69,7 @@ def segmentation_stats(session: Session) -> dict:
 def learning_curve(session: Session, task: str) -> pd.DataFrame:
     """Validation score against number of labels, one row per model version."""
     models = session.store.models()
-    column = "val_miou" if task == "segmentation" else "val_accuracy"
+    column = get_task(task).score
     models = models[(models["task"] == task) & models[column].notna()]
     return pd.DataFrame({"labels": models["n_labels"].astype(int),
                          "score": models[column].astype(float)})

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from hitl import imaging
+from hitl.tasks import get_task
 
 # Each entry moves the schema one version forward. Never edit a released entry: append.
 MIGRATIONS: list[str] = [
@@ -608,21 +609,27 @@ class Store:
 
     # ---- candidates for the next image ----------------------------------------------------
     def candidates(self, task: str, user: str) -> dict[str, np.ndarray]:
-        """Unlabeled, unskipped, readable images nobody else leases, with their predictions."""
+        """Unlabeled, unskipped, readable images nobody else leases, with their predictions
+        (the task's registry entry names which of the two methods below lists them)."""
+        return getattr(self, get_task(task).candidates)(user)
+
+    def mask_candidates(self, user: str) -> dict[str, np.ndarray]:
+        """Images without a mask, with their segmentation summaries (entropy, fractions)."""
+        params = {"now": _now(), "user": user}
+        res = self._cursor().execute(
+            "SELECT i.id, p.entropy, p.fractions FROM images i "
+            "LEFT JOIN seg_predictions p ON p.image_id = i.id "
+            "WHERE i.readable AND i.id NOT IN (SELECT image_id FROM masks) "
+            "AND i.id NOT IN (SELECT image_id FROM skips) "
+            "AND i.id NOT IN (SELECT image_id FROM leases WHERE expires_at > $now "
+            "AND \"user\" <> $user) ORDER BY i.id", params).fetchnumpy()
+        return {"ids": res["id"].astype(np.int64), "entropy": _float_array(res["entropy"]),
+                "fractions": res["fractions"]}
+
+    def label_candidates(self, user: str) -> dict[str, np.ndarray]:
+        """Images without a class label, with their class predictions (NaN where none)."""
         params = {"now": _now(), "user": user}
         cur = self._cursor()
-        if task == "segmentation":
-            res = cur.execute(
-                "SELECT i.id, p.entropy, p.fractions FROM images i "
-                "LEFT JOIN seg_predictions p ON p.image_id = i.id "
-                "WHERE i.readable AND i.id NOT IN (SELECT image_id FROM masks) "
-                "AND i.id NOT IN (SELECT image_id FROM skips) "
-                "AND i.id NOT IN (SELECT image_id FROM leases WHERE expires_at > $now "
-                "AND \"user\" <> $user) ORDER BY i.id", params).fetchnumpy()
-            fractions = res["fractions"]
-            return {"ids": res["id"].astype(np.int64),
-                    "entropy": _float_array(res["entropy"]),
-                    "fractions": fractions}
         excluded = cur.execute(
             "SELECT image_id FROM labels UNION ALL SELECT image_id FROM skips UNION ALL "
             "SELECT image_id FROM leases WHERE expires_at > $now AND \"user\" <> $user",

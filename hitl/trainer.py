@@ -17,6 +17,7 @@ from typing import Protocol
 
 from hitl.settings import Settings
 from hitl.store import Store
+from hitl.tasks import get_task
 
 log = logging.getLogger(__name__)
 CHECKPOINT_EVERY_S = 60.0  # the model file holds the backbone too: not after every label
@@ -140,13 +141,7 @@ class Trainer:
 
     def _make_learner(self, key: tuple) -> Learner:
         task, mode = key[0], key[1]
-        if mode == "frozen":
-            from hitl.learners.frozen import FrozenClassifier, FrozenSegmenter
-            cls = FrozenSegmenter if task == "segmentation" else FrozenClassifier
-        else:
-            from hitl.learners.finetune import FinetuneClassifier, FinetuneSegmenter
-            cls = FinetuneSegmenter if task == "segmentation" else FinetuneClassifier
-        return cls(self.settings, self.store, self)
+        return get_task(task).learner(mode)(self.settings, self.store, self)
 
     def _run(self) -> None:
         seen = -1

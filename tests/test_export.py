@@ -271,8 +271,20 @@ def test_archive_is_one_file(seg_store, tmp_path):
     assert "masks/classes.json" in names
     assert len([n for n in names if n.startswith("masks/masks/")]) == len(masks)
     assert sorted(p.name for p in archive.parent.iterdir()) == ["masks.zip"]
-    csv_file = export_archive(store, "csv", tmp_path / "downloads")
-    assert csv_file.name == "labels.csv"
+    json_file = export_archive(store, "json", tmp_path / "downloads")
+    assert json_file.name == "session.json"
+
+
+def test_a_format_the_task_does_not_offer_is_refused(seg_store, tmp_path):
+    seg, _ = seg_store
+    with pytest.raises(ExportError, match="segmentation session exports as masks, coco"):
+        export(seg, "csv", tmp_path / "labels.csv")
+    (tmp_path / "c").mkdir()
+    cls, _ = make_classification(tmp_path / "c")
+    with pytest.raises(ExportError, match="classification session"):
+        export(cls, "masks", tmp_path / "m")
+    cls.close()
+    assert not (tmp_path / "labels.csv").exists() and not (tmp_path / "m").exists()
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -7,10 +7,9 @@ from pathlib import Path
 import gradio as gr
 
 from hitl.backbones import BACKBONE_PRESETS
+from hitl.export import FORMATS
 from hitl.session import Session
 from hitl.ui.common import note_text
-
-EXPORT_FORMATS = ("csv", "imagefolder", "parquet", "json", "masks", "coco", "model")
 
 
 def build(session: Session) -> dict:
@@ -30,7 +29,7 @@ def build(session: Session) -> dict:
     trainer_md = gr.Markdown()
     gr.Markdown("### Export")
     with gr.Row():
-        fmt = gr.Dropdown(list(EXPORT_FORMATS), value="csv", label="Format")
+        fmt = gr.Dropdown(list(FORMATS), value="csv", label="Format")
         export_btn = gr.Button("Export", elem_id="export-btn")
     export_file = gr.File(label="Download", interactive=False)
     export_md = gr.Markdown()

@@ -1,0 +1,92 @@
+"""The tasks hitl knows, in one table: what each one offers and which code does its work.
+
+Whatever differs between classification and segmentation is looked up here, never tested
+as `if task == ...`, so a missed case raises instead of quietly acting as classification.
+Adding a task is a module for its learners, one entry in TASKS and its UI tab.
+
+Heavy parts (learners and predictors import torch and timm) are named "module:attribute"
+and imported on first use, so reading the table costs nothing and imports nothing.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from hitl import strategies
+from hitl.demo import SEG_CLASSES, SHAPES
+
+
+class UnknownTask(ValueError):
+    """A task name hitl has no entry for."""
+
+
+def _resolve(ref: str) -> Any:
+    module, _, attribute = ref.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    strategies: tuple[str, ...]       # next-image strategies, the page's default first
+    learners: dict[str, str]          # training mode -> "module:Class" (settings, store, report)
+    stats: str                        # "module:function" (session, live_window) -> dict
+    predictor: str                    # "module:Class" that a model file of this task loads into
+    exports: tuple[str, ...]          # the export formats (hitl.export) that hold its labels
+    demo_classes: tuple[str, ...]     # the generated demo set's classes for this task
+    score: str                        # the models column its learning curve plots
+    candidates: str                   # the Store method listing its unlabeled images
+    labeled: str                      # the Store.counts() key of its labeled images
+
+    def learner(self, mode: str) -> type:
+        """The learner class for a training mode ('frozen' or 'finetune')."""
+        if mode not in self.learners:
+            raise ValueError(f"Unknown training mode {mode!r} for {self.name}; choose one of: "
+                             + ", ".join(self.learners) + ".")
+        return _resolve(self.learners[mode])
+
+    def stats_of(self, session, live_window: int = 50) -> dict:
+        """The numbers the stats panel and the stats() endpoint show for this task."""
+        return _resolve(self.stats)(session, live_window)
+
+    def predictor_class(self) -> type:
+        return _resolve(self.predictor)
+
+
+TASKS: dict[str, Task] = {
+    "classification": Task(
+        name="classification",
+        strategies=strategies.CLASSIFICATION_STRATEGIES,
+        learners={"frozen": "hitl.learners.frozen:FrozenClassifier",
+                  "finetune": "hitl.learners.finetune:FinetuneClassifier"},
+        stats="hitl.stats:classification_stats",
+        predictor="hitl.model_file:ClassificationPredictor",
+        exports=("csv", "imagefolder", "parquet", "json", "model"),
+        demo_classes=SHAPES,
+        score="val_accuracy",
+        candidates="label_candidates",
+        labeled="labels",
+    ),
+    "segmentation": Task(
+        name="segmentation",
+        strategies=strategies.SEGMENTATION_STRATEGIES,
+        learners={"frozen": "hitl.learners.frozen:FrozenSegmenter",
+                  "finetune": "hitl.learners.finetune:FinetuneSegmenter"},
+        stats="hitl.stats:segmentation_stats",
+        predictor="hitl.model_file:SegmentationPredictor",
+        exports=("masks", "coco", "json", "model"),
+        demo_classes=SEG_CLASSES,
+        score="val_miou",
+        candidates="mask_candidates",
+        labeled="masks",
+    ),
+}
+
+
+def get_task(name: str | None) -> Task:
+    """The registry entry of `name`; an unknown (or missing) task raises UnknownTask."""
+    try:
+        return TASKS[name]
+    except (KeyError, TypeError):
+        raise UnknownTask(f"Unknown task {name!r}; hitl knows: {', '.join(TASKS)}.") from None
