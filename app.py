@@ -18,6 +18,7 @@ from pathlib import Path
 from hitl.auth import Authenticator, parse_auth_pair, read_auth_file
 from hitl.settings import DEVICES, MODES, Settings, default_session_dir
 from hitl.tasks import TASKS
+from hitl.tokens import TokenChecker, tokens_path
 
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
@@ -70,6 +71,8 @@ def build_parser() -> OneLineParser:
     add("--allow-anonymous", action="store_true", default=None,
         help="allow --share without a login (anyone with the link can label) "
              "[HITL_ALLOW_ANONYMOUS]")
+    add("--no-rest", dest="rest", action="store_false", default=None,
+        help="no REST API under /api/v1 (the page and Gradio's API stay) [HITL_REST=0]")
     add("--device", choices=DEVICES, help="where to train: auto picks cuda, then mps, then "
                                           "cpu [HITL_DEVICE]")
     add("--backbone", metavar="NAME", help="timm model for frozen features (default "
@@ -97,7 +100,8 @@ def build_parser() -> OneLineParser:
 
 
 ENV_LISTS = {"images", "imports", "auth"}
-ENV_NAMES = {"train": "HITL_TRAIN", "pretrained": "HITL_PRETRAINED", "imports": "HITL_IMPORT"}
+ENV_NAMES = {"train": "HITL_TRAIN", "pretrained": "HITL_PRETRAINED", "imports": "HITL_IMPORT",
+             "rest": "HITL_REST"}
 
 
 def _from_env(parser: OneLineParser, args: argparse.Namespace, env: Mapping[str, str]) -> None:
@@ -151,7 +155,7 @@ def parse_settings(argv: Sequence[str] | None = None,
     s.auth_file = args.auth_file
     s.allow_anonymous = bool(args.allow_anonymous)
     for key in ("device", "backbone", "mode", "finetune_model", "seg_long_side", "weights_dir",
-                "train", "pretrained", "demo_count", "lease_seconds"):
+                "train", "pretrained", "demo_count", "lease_seconds", "rest"):
         value = getattr(args, key)
         if value is not None:
             setattr(s, key, value)
@@ -163,8 +167,38 @@ def parse_settings(argv: Sequence[str] | None = None,
     if s.share and not (s.auth or s.auth_file) and not s.allow_anonymous:
         parser.error("argument --share: a share link is public, so it needs --auth USER:PASS "
                      "or --auth-file FILE (or --allow-anonymous to allow anyone)")
+    _check_rest_exposure(s, parser, env)
     s.verbose = bool(args.verbose)
     return s, parser
+
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def _check_rest_exposure(s: Settings, parser: OneLineParser, env: Mapping[str, str]) -> None:
+    """Without logins the REST API answers local clients only: listening on every interface
+    with it is refused unless --allow-anonymous (on a Space, where nobody can pass a flag,
+    the REST API is turned off with a warning instead)."""
+    if not s.rest or s.auth or s.auth_file or s.allow_anonymous or s.host in LOCAL_HOSTS:
+        return
+    if env.get("SPACE_ID"):
+        s.rest = False
+        print("hitl: REST API off: this Space has no logins (set HITL_AUTH, or "
+              "HITL_ALLOW_ANONYMOUS=1 to open it to anyone)", file=sys.stderr)
+        return
+    parser.error(f"argument --host: {s.host} is reachable by others and this app has no "
+                 "logins, so its REST API would be open to anyone: add --auth/--auth-file, "
+                 "--no-rest, or --allow-anonymous")
+
+
+def api_tokens(settings: Settings) -> TokenChecker | None:
+    """The REST API tokens of the auth file's users (python -m hitl adduser NAME --token)."""
+    if settings.auth_file is None:
+        return None
+    try:
+        return TokenChecker.from_file(tokens_path(settings.auth_file))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"app.py: error: {exc}") from None
 
 
 def authenticator(settings: Settings) -> Authenticator | None:
@@ -188,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hitl: {warning}", file=sys.stderr)
     demo = build_app(session)
     try:
-        launch(demo, settings, authenticator(settings))
+        launch(demo, session, authenticator(settings), tokens=api_tokens(settings))
     finally:  # Ctrl-C: stop the trainer (it saves the model) before the interpreter goes
         session.close()
     return 0

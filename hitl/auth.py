@@ -245,11 +245,18 @@ def adduser_main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--password-stdin", action="store_true", help="read the password as one line from stdin"
     )
+    parser.add_argument(
+        "--token", action="store_true",
+        help="print a new REST API token for the user instead (see hitl/tokens.py)",
+    )
     parser.add_argument("username")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed the usage error
         return exc.code if isinstance(exc.code, int) else 2
+    if args.token:
+        from hitl.tokens import token_main
+        return token_main(args.auth_file, args.username)
     try:
         password = _read_password(args.password_stdin)
         add_user(args.auth_file, args.username, password)

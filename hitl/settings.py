@@ -32,6 +32,7 @@ class Settings:
     auth: list[tuple[str, str]] = field(default_factory=list)
     auth_file: Path | None = None
     allow_anonymous: bool = False
+    rest: bool = True  # the REST API under /api/v1 (hitl/rest.py)
     device: str = "auto"
     backbone: str = DEFAULT_BACKBONE
     finetune_model: str = DEFAULT_FINETUNE_MODEL

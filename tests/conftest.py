@@ -77,11 +77,12 @@ def app_factory(tmp_path):
     from hitl.ui.app import build_app, launch
     running = []
 
-    def make(auth=None, **kw):
+    def make(auth=None, tokens=None, **kw):
         settings = make_settings(tmp_path, **kw)
         session = Session(settings)
         demo = build_app(session)
-        _, url, _ = launch(demo, settings, auth, prevent_thread_lock=True, quiet=True)
+        _, url, _ = launch(demo, session, auth, tokens=tokens, prevent_thread_lock=True,
+                           quiet=True)
         app = RunningApp(session, demo, url.rstrip("/") + "/")
         running.append(app)
         return app

@@ -4,11 +4,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import gradio as gr
+from starlette.routing import Mount
 
 from hitl import api
 from hitl.labeling import Labeling
+from hitl.rest import PREFIX as REST_PREFIX
+from hitl.rest import Gate, build_api, gradio_cookie_user
 from hitl.session import Session
 from hitl.settings import Settings
+from hitl.tokens import TokenChecker
 from hitl.ui import classes, classification, segmentation, session_tab
 from hitl.ui.common import user_of
 
@@ -82,9 +86,20 @@ def _first_if_empty(fetch, current_id, *args, **kwargs):
     return fetch(current_id, *args, **kwargs)
 
 
-def launch(demo: gr.Blocks, settings: Settings, auth=None, **kwargs):
-    """Start the server; same options for the CLI, the Space and the tests."""
+def launch(demo: gr.Blocks, session: Session, auth=None, tokens: TokenChecker | None = None,
+           rest: bool | None = None, **kwargs):
+    """Start the server: the page, Gradio's API and the REST API (hitl/rest.py) on one port;
+    same options for the CLI, the Space and the tests. Returns Gradio's (app, url, share_url)."""
+    settings = session.settings
     demo.queue(default_concurrency_limit=8)
+    rest = settings.rest if rest is None else rest
+    app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
+    if rest:
+        gate = Gate(logins=bool(auth), tokens=tokens, allow_anonymous=settings.allow_anonymous,
+                    cookie_user=gradio_cookie_user(demo))
+        routes = list(app_kwargs.get("routes") or [])
+        app_kwargs["routes"] = [Mount(REST_PREFIX, app=build_api(session, gate)), *routes]
     return demo.launch(server_name=settings.host, server_port=settings.port,
                        share=settings.share, auth=auth, head=HEAD, css=CSS,
-                       max_file_size="50mb", footer_links=["api"], **kwargs)
+                       max_file_size="50mb", footer_links=["api"], app_kwargs=app_kwargs,
+                       **kwargs)

@@ -1,0 +1,287 @@
+"""The REST API: JSON routes under /api/v1, on the same server and port as the page.
+
+Gradio's own API (`/gradio_api/call/<name>`) runs every call through its queue and an event
+stream: two HTTP requests and a queued job per call. These are plain FastAPI routes, one request
+each, with OpenAPI docs at /api/v1/docs. Every route asks the service layer as the caller the
+request names (Gradio's login cookie or `Authorization: Bearer <token>`), so roles apply as on
+the page. Refusals come back as 4xx with `{"error": "one line"}`; an unknown image id is a 404.
+
+Adding a route: write a function on `router` that takes `ctx: Ctx = Depends(context)` and
+returns `answer(ctx.service.something(ctx.caller, ...))`.
+"""
+from __future__ import annotations
+
+import io
+import ipaddress
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from PIL import Image
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hitl.rest_service import Caller, Service
+from hitl.session import Session
+from hitl.tokens import TokenChecker
+
+PREFIX = "/api/v1"
+IMAGE_CACHE = "private, max-age=86400"  # an id always names the same file
+
+
+class ApiError(Exception):
+    """A refusal with its HTTP status; the body is {"error": message}."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclass
+class Gate:
+    """Who may call: logins (cookie or token), or local clients only when there are none."""
+
+    logins: bool = False
+    tokens: TokenChecker | None = None
+    allow_anonymous: bool = False
+    cookie_user: object = None  # request -> username from Gradio's login cookie, or None
+
+    def caller(self, request: Request, service: Service) -> Caller:
+        header = request.headers.get("authorization", "")
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise ApiError(401, "Authorization must be 'Bearer <token>'.")
+            name = self.tokens(token.strip()) if self.tokens else None
+            if name is None:
+                raise ApiError(401, "Unknown API token.")
+            return service.caller(name)
+        if self.logins:
+            name = self.cookie_user(request) if self.cookie_user else None
+            if name is None:
+                raise ApiError(401, "Log in first: send the page's login cookie or "
+                                    "'Authorization: Bearer <token>' (python -m hitl adduser "
+                                    "--token).")
+            return service.caller(name)
+        if not self.allow_anonymous and not _is_local(request):
+            raise ApiError(403, "This app has no logins, so its REST API answers local "
+                                "clients only.")
+        return service.caller(None)
+
+
+def _is_local(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host in ("localhost", "testclient")
+
+
+def gradio_cookie_user(blocks) -> callable:
+    """request -> the user Gradio's login cookie names (the cookie the page's login sets)."""
+    def user(request: Request) -> str | None:
+        app = getattr(blocks, "server_app", None)
+        if app is None:
+            return None
+        token = (request.cookies.get(f"access-token-{app.cookie_id}")
+                 or request.cookies.get(f"access-token-unsecure-{app.cookie_id}"))
+        return app.tokens.get(token) if token else None
+    return user
+
+
+@dataclass
+class Ctx:
+    service: Service
+    caller: Caller
+    session: Session
+
+
+def context(request: Request) -> Ctx:
+    state = request.app.state
+    return Ctx(state.service, state.gate.caller(request, state.service), state.service.session)
+
+
+def answer(result: dict | list, status: int = 200):
+    """A service answer as it is, or its refusal as 4xx {"error"} (404 for a missing thing)."""
+    if isinstance(result, dict) and result.get("ok") is False:
+        raise ApiError(result.get("status") or _status_for(result.get("error", "")),
+                       result.get("error") or "Refused.")
+    return result
+
+
+def _status_for(message: str) -> int:
+    low = message.lower()
+    if low.startswith("there is no image"):
+        return 404
+    if "not allowed" in low or "admin" in low and "only" in low:
+        return 403
+    return 400
+
+
+def _image_row(ctx: Ctx, image_id: int):
+    row = ctx.session.store.image(image_id)
+    if row is None:
+        raise ApiError(404, f"There is no image with id {image_id}.")
+    return row
+
+
+def _png(positions: np.ndarray) -> Response:
+    buf = io.BytesIO()
+    Image.fromarray(positions.astype(np.uint8), mode="L").save(buf, format="PNG")
+    return Response(buf.getvalue(), media_type="image/png",
+                    headers={"Cache-Control": "no-store"})
+
+
+# ---- request bodies ------------------------------------------------------------------------
+class LabelBody(BaseModel):
+    label: str
+    next_strategy: str | None = None  # also return the next image (save + next in one call)
+    class_name: str | None = None
+
+
+# ---- routes --------------------------------------------------------------------------------
+router = APIRouter()
+
+
+@router.get("/next", summary="The next image to label (leased to the caller)")
+def next_image(strategy: str = "uncertain", class_name: str | None = None,
+               ctx: Ctx = Depends(context)) -> dict:
+    return answer(ctx.service.next_image(ctx.caller, strategy, class_name))
+
+
+@router.get("/images/{image_id}", summary="One image: metadata, label and prediction")
+def image(image_id: int, ctx: Ctx = Depends(context)) -> dict:
+    _image_row(ctx, image_id)
+    return answer(ctx.service.image(ctx.caller, image_id))
+
+
+@router.get("/images/{image_id}/file", summary="The image file itself",
+            response_class=FileResponse)
+def image_file(image_id: int, request: Request, ctx: Ctx = Depends(context)):
+    row = _image_row(ctx, image_id)
+    try:
+        stat = os.stat(row.path)
+    except OSError as exc:
+        raise ApiError(404, f"The file of image {image_id} cannot be read "
+                            f"({type(exc).__name__}).") from exc
+    response = FileResponse(row.path, stat_result=stat, headers={"Cache-Control": IMAGE_CACHE})
+    if request.headers.get("if-none-match") == response.headers["etag"]:
+        return Response(status_code=304, headers={"ETag": response.headers["etag"],
+                                                  "Cache-Control": IMAGE_CACHE})
+    return response
+
+
+@router.get("/images/{image_id}/mask", summary="The stored mask as an index PNG "
+            "(0 = unlabeled, k = k-th class)", response_class=Response)
+def mask(image_id: int, ctx: Ctx = Depends(context)):
+    _image_row(ctx, image_id)
+    positions = ctx.service.mask_positions(ctx.caller, image_id)
+    if isinstance(positions, dict):
+        answer(positions)
+    if positions is None:
+        raise ApiError(404, f"Image {image_id} has no mask yet.")
+    return _png(positions)
+
+
+@router.get("/images/{image_id}/predicted_mask", summary="The model's mask as an index PNG "
+            "(every pixel 1..K)", response_class=Response)
+def predicted_mask(image_id: int, ctx: Ctx = Depends(context)):
+    _image_row(ctx, image_id)
+    result = answer(ctx.service.predicted_mask(ctx.caller, image_id))
+    if result.get("mask") is None:
+        raise ApiError(404, "No segmentation model yet.")
+    return _png(result["mask"])
+
+
+@router.put("/images/{image_id}/label", summary="Label an image with a class name; with "
+            "next_strategy, also return the next image")
+def put_label(image_id: int, body: LabelBody, ctx: Ctx = Depends(context)) -> dict:
+    _image_row(ctx, image_id)
+    result = answer(ctx.service.annotate(ctx.caller, image_id, body.label))
+    if body.next_strategy:
+        result = result | {"next": answer(ctx.service.next_image(
+            ctx.caller, body.next_strategy, body.class_name))}
+    return result
+
+
+@router.put("/images/{image_id}/mask", summary="Save a mask: an 8-bit PNG of the image's "
+            "size as the body (0 = unlabeled, k = k-th class)")
+async def put_mask(image_id: int, request: Request, ctx: Ctx = Depends(context)) -> dict:
+    _image_row(ctx, image_id)
+    body = await request.body()
+    try:
+        with Image.open(io.BytesIO(body)) as img:
+            if img.mode not in ("L", "P"):
+                raise ApiError(400, f"The mask must be an 8-bit single-channel PNG, got mode "
+                                    f"{img.mode}.")
+            positions = np.array(img, dtype=np.uint8)
+    except ApiError:
+        raise
+    except Exception as exc:
+        raise ApiError(400, f"The body is not a PNG image ({type(exc).__name__}).") from exc
+    from starlette.concurrency import run_in_threadpool
+    return answer(await run_in_threadpool(ctx.service.annotate_mask, ctx.caller, image_id,
+                                          positions))
+
+
+@router.post("/images/{image_id}/skip", summary="Skip an image (strategies pass over it)")
+def skip(image_id: int, ctx: Ctx = Depends(context)) -> dict:
+    _image_row(ctx, image_id)
+    return answer(ctx.service.skip(ctx.caller, image_id))
+
+
+@router.post("/undo", summary="Undo the caller's last label, mask or skip")
+def undo(ctx: Ctx = Depends(context)) -> dict:
+    return answer(ctx.service.undo(ctx.caller))
+
+
+@router.get("/stats", summary="Counts, model version, training state, validation numbers")
+def stats(live_window: int = Query(50, ge=1, le=100_000), ctx: Ctx = Depends(context)) -> dict:
+    return answer(ctx.service.stats(ctx.caller, live_window))
+
+
+@router.get("/predictions", summary="Current class predictions, by image id")
+def predictions(limit: int = Query(100, ge=0, le=1_000_000),
+                ctx: Ctx = Depends(context)) -> list[dict]:
+    return answer(ctx.service.predictions(ctx.caller, limit))
+
+
+@router.get("/classes", summary="Class names in order (mask value k is the k-th name)")
+def classes(ctx: Ctx = Depends(context)) -> list[str]:
+    return answer(ctx.service.classes(ctx.caller))
+
+
+# ---- the app -------------------------------------------------------------------------------
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def build_api(session: Session, gate: Gate) -> FastAPI:
+    """The /api/v1 app: mounted into Gradio's server by hitl.ui.app.launch."""
+    api = FastAPI(title="hitl REST API", version="1", docs_url="/docs",
+                  openapi_url="/openapi.json", redoc_url=None,
+                  description="Label images while a model learns. Same server, port and "
+                              "logins as the page; see the README's API section.")
+    api.state.service = Service(session)
+    api.state.gate = gate
+    api.include_router(router)
+
+    @api.exception_handler(ApiError)
+    def api_error(request: Request, exc: ApiError):
+        return JSONResponse({"error": _one_line(exc.message)}, status_code=exc.status)
+
+    @api.exception_handler(RequestValidationError)
+    def bad_request(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return JSONResponse({"error": _one_line(f"{where}: {first.get('msg', 'invalid')}")},
+                            status_code=422)
+
+    @api.exception_handler(StarletteHTTPException)
+    def http_error(request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"error": _one_line(exc.detail)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+    return api

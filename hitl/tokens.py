@@ -1,0 +1,99 @@
+"""API tokens for scripts that call the REST API (`Authorization: Bearer <token>`).
+
+`python -m hitl adduser --auth-file users.txt NAME --token` prints a fresh token once and
+keeps only its SHA-256 in a file next to the auth file (`users.txt.tokens`), one
+``username:sha256-hex`` line per user. A token is 32 random bytes, so a plain hash is enough
+(a slow password hash would only slow every request); a new token replaces the user's old one.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+PREFIX = "hitl_"
+
+
+def tokens_path(auth_file: Path) -> Path:
+    """Where the tokens of an auth file's users live."""
+    auth_file = Path(auth_file)
+    return auth_file.with_name(auth_file.name + ".tokens")
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def read_tokens(path: Path) -> dict[str, str]:
+    """username -> token digest; a missing file means no tokens, a bad line raises ValueError."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    tokens: dict[str, str] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        username, sep, digest = text.partition(":")
+        if not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError(f"{path}, line {lineno}: expected username:sha256-hex")
+        tokens[username] = digest
+    return tokens
+
+
+def add_token(path: Path, username: str) -> str:
+    """Make a new token for username (replacing theirs), store its digest, return the token."""
+    path = Path(path)
+    token = PREFIX + secrets.token_urlsafe(32)
+    tokens = read_tokens(path)
+    tokens[username] = _digest(token)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("".join(f"{user}:{digest}\n" for user, digest in tokens.items()))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return token
+
+
+class TokenChecker:
+    """token -> username, or None for an unknown token."""
+
+    def __init__(self, digests: dict[str, str] | None = None):
+        self._by_digest = {digest: user for user, digest in (digests or {}).items()}
+
+    @classmethod
+    def from_file(cls, path: Path | None) -> TokenChecker:
+        return cls(read_tokens(path) if path is not None else None)
+
+    def __call__(self, token: str) -> str | None:
+        # a lookup by digest: timing can only tell about hashes, which reveal nothing
+        return self._by_digest.get(_digest(token))
+
+    def __bool__(self) -> bool:
+        return bool(self._by_digest)
+
+
+def token_main(auth_file: Path, username: str) -> int:
+    """`python -m hitl adduser --auth-file FILE NAME --token`: print a new token once."""
+    import sys
+
+    from hitl.auth import check_username
+    try:
+        check_username(username)
+        token = add_token(tokens_path(auth_file), username)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"API token for {username} (shown once; stored hashed in {tokens_path(auth_file)}):",
+          file=sys.stderr)
+    print(token)
+    return 0
