@@ -68,6 +68,24 @@ MIGRATIONS: list[str] = [
         image_id INTEGER, model_version INTEGER, entropy FLOAT, fractions FLOAT[]);
     CREATE TABLE leases (image_id INTEGER PRIMARY KEY, "user" VARCHAR, expires_at TIMESTAMP);
     """,
+    # 3: review pages (issue 13): where a label came from, pages undone as one, verdicts
+    # (rejected for a class / kept despite the model), out-of-sample suspect scores
+    """
+    ALTER TABLE labels ADD COLUMN source VARCHAR DEFAULT 'click';
+    UPDATE labels SET source = 'import'
+        WHERE image_id IN (SELECT image_id FROM events WHERE action = 'import');
+    ALTER TABLE events ADD COLUMN batch_id BIGINT;
+    CREATE SEQUENCE seq_batches START 1;
+    CREATE TABLE batches (
+        id BIGINT PRIMARY KEY, "user" VARCHAR, kind VARCHAR, class_id INTEGER,
+        shown INTEGER, accepted INTEGER, created_at TIMESTAMP, undone BOOLEAN DEFAULT false);
+    CREATE TABLE verdicts (
+        image_id INTEGER, class_id INTEGER, verdict VARCHAR, "user" VARCHAR,
+        created_at TIMESTAMP, PRIMARY KEY (image_id, class_id));
+    CREATE TABLE suspects (
+        image_id INTEGER PRIMARY KEY, label_class_id INTEGER, predicted_class_id INTEGER,
+        score FLOAT, model_version INTEGER, computed_at TIMESTAMP);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -77,7 +95,10 @@ PALETTE = [
     "#aaffc3", "#808000", "#ffd8b1", "#000075", "#a9a9a9", "#ffe119",
 ]
 SESSION_TABLES = ("settings", "images", "classes", "labels", "masks", "skips", "predictions",
-                  "seg_predictions", "events", "models")
+                  "seg_predictions", "events", "models", "batches", "verdicts")
+# labels.source: how a label was made; set_label's `source` names the event, this the column
+LABEL_SOURCES = {"label": "click"}
+UNDOABLE = ("label", "mask", "skip", "reject", "keep", "unlabel")
 MAX_CLASS_NAME = 64
 MAX_CLASSES = 254  # mask PNGs store class ids in 8 bits; 0 means unlabeled
 
@@ -417,13 +438,13 @@ class Store:
     def _event(self, cur, user: str, action: str, image_id: int | None = None,
                class_id: int | None = None, detail: dict | None = None,
                prev_class_id: int | None = None, prev_skipped: bool | None = None,
-               prev_png: bytes | None = None) -> None:
+               prev_png: bytes | None = None, batch_id: int | None = None) -> None:
         cur.execute(
             'INSERT INTO events ("at", "user", action, image_id, class_id, detail, prev_class_id, '
-            "prev_skipped, prev_png) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "prev_skipped, prev_png, batch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [_now(), user, action, image_id, class_id,
              None if detail is None else json.dumps(detail), prev_class_id, prev_skipped,
-             prev_png])
+             prev_png, batch_id])
 
     def _require_image(self, cur, image_id: int) -> None:
         if cur.execute("SELECT 1 FROM images WHERE id = ?", [image_id]).fetchone() is None:
@@ -444,8 +465,10 @@ class Store:
             if cur.execute("SELECT 1 FROM classes WHERE id = ?", [class_id]).fetchone() is None:
                 raise StoreError(f"There is no class with id {class_id}.")
             prev_class, skipped, _ = self._prior_state(cur, image_id)
-            cur.execute("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?, ?)",
-                        [image_id, class_id, user, _now(), shown_class_id, shown_model_version])
+            cur.execute("INSERT OR REPLACE INTO labels (image_id, class_id, \"user\", created_at, "
+                        "shown_class_id, shown_model_version, source) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [image_id, class_id, user, _now(), shown_class_id, shown_model_version,
+                         LABEL_SOURCES.get(source, source)])
             cur.execute("DELETE FROM skips WHERE image_id = ?", [image_id])
             cur.execute("DELETE FROM leases WHERE image_id = ?", [image_id])
             self._event(cur, user, source, image_id, class_id, prev_class_id=prev_class,
@@ -494,37 +517,63 @@ class Store:
         self._touch()
 
     def undo(self, user: str = "local") -> int | None:
-        """Undo this user's last label, mask or skip; returns the image id or None."""
+        """Undo this user's last label, mask or skip (or whole review page); returns the
+        image id or None."""
+        done = self.undo_details(user)
+        return None if done is None else done["image_id"]
+
+    def undo_details(self, user: str = "local") -> dict | None:
+        """Undo this user's last action; a review page (one batch id) is undone as a whole.
+
+        Returns {image_id, image_ids, batch_id} or None when there is nothing to undo.
+        """
         def undo(cur):
-            row = cur.execute(
-                "SELECT id, action, image_id, prev_class_id, prev_skipped, prev_png FROM events "
-                "WHERE \"user\" = ? AND action IN ('label', 'mask', 'skip') AND NOT undone "
-                "ORDER BY id DESC LIMIT 1", [user]).fetchone()
-            if row is None:
+            actions = ", ".join(f"'{a}'" for a in UNDOABLE)
+            last = cur.execute(
+                f"SELECT id, batch_id FROM events WHERE \"user\" = ? AND action IN ({actions}) "
+                "AND NOT undone ORDER BY id DESC LIMIT 1", [user]).fetchone()
+            if last is None:
                 return None
-            event_id, action, image_id, prev_class, prev_skipped, prev_png = row
-            if action == "label":
-                cur.execute("DELETE FROM labels WHERE image_id = ?", [image_id])
-                if prev_class is not None:
-                    cur.execute("INSERT INTO labels (image_id, class_id, \"user\", created_at) "
-                                "VALUES (?, ?, ?, ?)", [image_id, prev_class, user, _now()])
-            elif action == "mask":
-                cur.execute("DELETE FROM masks WHERE image_id = ?", [image_id])
-                if prev_png is not None:
-                    pixels = int((imaging.png_to_mask(prev_png) > 0).sum())
-                    cur.execute("INSERT INTO masks VALUES (?, ?, ?, ?, ?)",
-                                [image_id, prev_png, user, _now(), pixels])
+            where, params = ("id = ?", [last[0]]) if last[1] is None else \
+                ("batch_id = ? AND NOT undone", [last[1]])
+            rows = cur.execute(
+                "SELECT id, action, image_id, class_id, prev_class_id, prev_skipped, prev_png "
+                f"FROM events WHERE {where} ORDER BY id DESC", params).fetchall()
+            for row in rows:
+                self._revert(cur, user, *row)
+            if last[1] is not None:
+                cur.execute("UPDATE batches SET undone = true WHERE id = ?", [last[1]])
+            ids = [r[2] for r in reversed(rows)]
+            return {"image_id": ids[0], "image_ids": ids, "batch_id": last[1]}
+        done = self._write(undo)
+        if done is not None:
+            self._touch()
+        return done
+
+    def _revert(self, cur, user: str, event_id: int, action: str, image_id: int,
+                class_id: int | None, prev_class: int | None, prev_skipped: bool | None,
+                prev_png: bytes | None) -> None:
+        """Put one image back as it was before one event (inside undo's transaction)."""
+        if action in ("label", "unlabel"):
+            cur.execute("DELETE FROM labels WHERE image_id = ?", [image_id])
+            if prev_class is not None:
+                cur.execute("INSERT INTO labels (image_id, class_id, \"user\", created_at) "
+                            "VALUES (?, ?, ?, ?)", [image_id, prev_class, user, _now()])
+        elif action == "mask":
+            cur.execute("DELETE FROM masks WHERE image_id = ?", [image_id])
+            if prev_png is not None:
+                pixels = int((imaging.png_to_mask(prev_png) > 0).sum())
+                cur.execute("INSERT INTO masks VALUES (?, ?, ?, ?, ?)",
+                            [image_id, prev_png, user, _now(), pixels])
+        elif action in ("reject", "keep"):
+            cur.execute("DELETE FROM verdicts WHERE image_id = ? AND class_id = ?",
+                        [image_id, class_id])
+        if action in ("label", "mask", "skip"):
             cur.execute("DELETE FROM skips WHERE image_id = ?", [image_id])
             if prev_skipped:
                 cur.execute("INSERT INTO skips VALUES (?, ?, ?)", [image_id, user, _now()])
-            cur.execute("UPDATE events SET undone = true WHERE id = ?", [event_id])
-            self._event(cur, user, "undo", image_id, detail={"event": event_id,
-                                                             "action": action})
-            return image_id
-        image_id = self._write(undo)
-        if image_id is not None:
-            self._touch()
-        return image_id
+        cur.execute("UPDATE events SET undone = true WHERE id = ?", [event_id])
+        self._event(cur, user, "undo", image_id, detail={"event": event_id, "action": action})
 
     def label_of(self, image_id: int) -> int | None:
         return self._one("SELECT class_id FROM labels WHERE image_id = ?", [image_id])
@@ -799,6 +848,165 @@ class Store:
         """path -> (id, readable) of every registered image."""
         rows = self._rows("SELECT path, id, readable FROM images")
         return {path: (image_id, readable) for path, image_id, readable in rows}
+
+    # ---- review: pages of predictions, verdicts, suspects (issue 13) ----------------------
+    def rejected_ids(self, class_id: int) -> np.ndarray:
+        """Images a labeler marked as not this class on a review page (kept off its pages)."""
+        return np.asarray(self._cursor().execute(
+            "SELECT image_id FROM verdicts WHERE class_id = ? AND verdict = 'not'",
+            [int(class_id)]).fetchnumpy()["image_id"], dtype=np.int64)
+
+    def lease_page(self, candidates: Iterable[int], user: str, n: int, seconds: float,
+                   labeled: bool = False) -> list[int]:
+        """Lease the first n candidates nobody else holds, as one page, atomically.
+
+        The user's earlier leases end (one page or image at a time). With labeled=False only
+        unlabeled, unmasked images qualify (review pages); labeled=True is for suspects.
+        """
+        ordered = [int(i) for i in candidates]
+        if not ordered or n <= 0:
+            return []
+        state = "" if labeled else ("AND c.id NOT IN (SELECT image_id FROM labels) "
+                                    "AND c.id NOT IN (SELECT image_id FROM masks) ")
+
+        def lease(cur):
+            now = _now()
+            rows = cur.execute(
+                "SELECT c.id FROM (SELECT unnest($ids) AS id, generate_subscripts($ids, 1) AS n) c "
+                "WHERE c.id NOT IN (SELECT image_id FROM leases WHERE expires_at > $now "
+                f"AND \"user\" <> $user) {state}ORDER BY c.n LIMIT $k",
+                {"ids": ordered, "now": now, "user": user, "k": int(n)}).fetchall()
+            ids = [r[0] for r in rows]
+            cur.execute("DELETE FROM leases WHERE \"user\" = ?", [user])
+            if ids:
+                cur.execute("DELETE FROM leases WHERE image_id IN (SELECT unnest(?))", [ids])
+                cur.execute("INSERT INTO leases SELECT unnest($ids), $user, $until",
+                            {"ids": ids, "user": user, "until": now + _seconds(seconds)})
+            return ids
+        return self._write(lease)
+
+    def accept_page(self, user: str, class_id: int, image_ids: Sequence[int],
+                    relabels: dict[int, int], rejected: Sequence[int]) -> dict:
+        """Store one review page in one transaction under one batch id (undone as a whole).
+
+        image_ids: every image the labeler saw; relabels: image -> another class; rejected:
+        marked wrong without a class (a 'not this class' verdict, the image stays unlabeled).
+        The rest become class_id with source 'review'. Refused as a whole when an image is
+        unknown, labeled meanwhile, or leased by someone else: nothing is half-stored.
+        """
+        ids = [int(i) for i in image_ids]
+        marked = {int(i) for i in rejected} | {int(i) for i in relabels}
+        accepted = [i for i in ids if i not in marked]
+
+        def accept(cur):
+            classes = {r[0] for r in cur.execute("SELECT id FROM classes").fetchall()}
+            for cid in {int(class_id), *relabels.values()}:
+                if cid not in classes:
+                    raise StoreError(f"There is no class with id {cid}.")
+            known = {r[0] for r in cur.execute(
+                "SELECT id FROM images WHERE id IN (SELECT unnest(?))", [ids]).fetchall()}
+            if len(known) != len(set(ids)):
+                raise StoreError("There is no image with id "
+                                 f"{', '.join(str(i) for i in ids if i not in known)}.")
+            taken = [r[0] for r in cur.execute(
+                "SELECT image_id FROM labels WHERE image_id IN (SELECT unnest($ids)) UNION "
+                "SELECT image_id FROM leases WHERE image_id IN (SELECT unnest($ids)) "
+                "AND expires_at > $now AND \"user\" <> $user ORDER BY 1",
+                {"ids": ids, "now": _now(), "user": user}).fetchall()]
+            if taken:
+                raise StoreError("This page is out of date: image(s) "
+                                 f"{', '.join(map(str, taken))} were labeled or taken by "
+                                 "someone else meanwhile. Nothing was stored; load the page again.")
+            batch = cur.execute("SELECT nextval('seq_batches')").fetchone()[0]
+            now = _now()
+            for image_id in ids:
+                skipped = cur.execute("SELECT 1 FROM skips WHERE image_id = ?",
+                                      [image_id]).fetchone() is not None
+                if image_id in marked and image_id not in relabels:
+                    cur.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, 'not', ?, ?)",
+                                [image_id, int(class_id), user, now])
+                    self._event(cur, user, "reject", image_id, int(class_id), batch_id=batch)
+                    continue
+                cid, source = (int(relabels[image_id]), "click") if image_id in relabels \
+                    else (int(class_id), "review")
+                cur.execute("INSERT INTO labels (image_id, class_id, \"user\", created_at, "
+                            "source) VALUES (?, ?, ?, ?, ?)", [image_id, cid, user, now, source])
+                cur.execute("DELETE FROM skips WHERE image_id = ?", [image_id])
+                self._event(cur, user, "label", image_id, cid, prev_skipped=skipped,
+                            batch_id=batch)
+            cur.execute("DELETE FROM leases WHERE image_id IN (SELECT unnest(?))", [ids])
+            cur.execute("INSERT INTO batches VALUES (?, ?, 'review', ?, ?, ?, ?, false)",
+                        [batch, user, int(class_id), len(ids), len(accepted), now])
+            return batch
+        batch = self._write(accept)
+        self._touch()
+        return {"batch_id": int(batch), "accepted": accepted,
+                "relabeled": {i: int(c) for i, c in relabels.items()},
+                "rejected": [i for i in ids if i in marked and i not in relabels]}
+
+    def keep_label(self, image_id: int, user: str = "local") -> None:
+        """The labeler looked at a suspect and keeps its label or mask as it is."""
+        def keep(cur):
+            row = cur.execute("SELECT coalesce((SELECT class_id FROM labels WHERE image_id = $i),"
+                              " (SELECT 0 FROM masks WHERE image_id = $i))",
+                              {"i": int(image_id)}).fetchone()
+            if row[0] is None:
+                raise StoreError(f"Image {image_id} has no label to keep.")
+            cur.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, 'kept', ?, ?)",
+                        [int(image_id), row[0], user, _now()])
+            self._event(cur, user, "keep", int(image_id), row[0])
+        self._write(keep)
+        self._touch()
+
+    def remove_label(self, image_id: int, user: str = "local") -> None:
+        """Delete one image's class label (undoable): a suspect that fits no class."""
+        def remove(cur):
+            prev = cur.execute("SELECT class_id FROM labels WHERE image_id = ?",
+                               [int(image_id)]).fetchone()
+            if prev is None:
+                raise StoreError(f"Image {image_id} has no label to remove.")
+            cur.execute("DELETE FROM labels WHERE image_id = ?", [int(image_id)])
+            self._event(cur, user, "unlabel", int(image_id), prev_class_id=prev[0])
+        self._write(remove)
+        self._touch()
+
+    def write_suspects(self, frame: pd.DataFrame) -> None:
+        """Replace the suspect scores (image_id, label_class_id, predicted_class_id, score,
+        model_version, computed_at): computed from the labels as they were at computed_at."""
+        self._publish("suspects", frame, "image_id, label_class_id, predicted_class_id, score, "
+                      "model_version, computed_at", replace_all=True)
+
+    def suspect_rows(self, user: str, n: int) -> list[tuple]:
+        """(image_id, filename, label_class_id, predicted_class_id, score, model_version),
+        lowest score first: labels and masks unchanged since they were scored, not kept by a
+        labeler since, not leased by someone else."""
+        return self._rows(
+            "SELECT s.image_id, i.filename, s.label_class_id, s.predicted_class_id, s.score, "
+            "s.model_version FROM suspects s JOIN images i ON i.id = s.image_id "
+            "LEFT JOIN labels l ON l.image_id = s.image_id "
+            "LEFT JOIN masks m ON m.image_id = s.image_id "
+            "WHERE i.readable AND CASE WHEN s.label_class_id IS NULL "
+            "THEN m.created_at <= s.computed_at "
+            "ELSE l.class_id = s.label_class_id AND l.created_at <= s.computed_at END "
+            "AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.image_id = s.image_id "
+            "AND v.verdict = 'kept' AND v.class_id = coalesce(s.label_class_id, 0) "
+            "AND v.created_at >= coalesce(l.created_at, m.created_at)) "
+            "AND s.image_id NOT IN (SELECT image_id FROM leases WHERE expires_at > $now "
+            "AND \"user\" <> $user) ORDER BY s.score, s.image_id LIMIT $n",
+            {"now": _now(), "user": user, "n": max(0, int(n))})
+
+    def review_counts(self) -> dict[int, dict[str, int]]:
+        """Per page class: images shown on review pages, accepted as shown, and review labels
+        in force (pages undone do not count)."""
+        out: dict[int, dict[str, int]] = {}
+        for cid, shown, accepted in self._rows(
+                "SELECT class_id, sum(shown), sum(accepted) FROM batches "
+                "WHERE kind = 'review' AND NOT undone GROUP BY class_id"):
+            out[cid] = {"shown": int(shown), "accepted": int(accepted), "labels": 0}
+        for cid, count in self._rows("SELECT class_id, count(*) FROM labels "
+                                     "WHERE source = 'review' GROUP BY class_id"):
+            out.setdefault(cid, {"shown": 0, "accepted": 0, "labels": 0})["labels"] = int(count)
+        return out
 
 
 def _seconds(seconds: float):

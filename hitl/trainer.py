@@ -58,6 +58,12 @@ class Learner(Protocol):
         ...
 
 
+def default_idle_hooks(store: Store) -> list:
+    """What an idle trainer does besides waiting: re-score labels as suspects (hitl/review.py)."""
+    from hitl.review import SuspectRefresher
+    return [SuspectRefresher(store)]
+
+
 class Trainer:
     def __init__(self, settings: Settings, store: Store):
         self.settings = settings
@@ -71,6 +77,7 @@ class Trainer:
         self._force = threading.Event()
         self._saved_version: int | None = None
         self._saved_at = 0.0
+        self.idle_hooks = default_idle_hooks(store)
 
     # ---- control ---------------------------------------------------------------------------
     @property
@@ -172,9 +179,23 @@ class Trainer:
                 seen = self.store.revision
                 more = False
             if not more and not self._stop.is_set():
+                more = self._run_idle_hooks()
+            if not more and not self._stop.is_set():
                 if self.status.state not in ("error",):
                     self.update(state="idle", message="waiting for new labels")
                 self._wait_for_change(seen)
+
+    def _run_idle_hooks(self) -> bool:
+        """Extra work for an idle trainer (suspect scores); True when a hook has more to do.
+        A failing hook is logged and shown, and never stops training."""
+        more = False
+        for hook in self.idle_hooks:
+            try:
+                more = bool(hook(self._learner)) or more
+            except Exception as exc:
+                log.error("idle hook failed:\n%s", traceback.format_exc())
+                self.update(error=f"{type(exc).__name__}: {exc}")
+        return more
 
     @property
     def checkpoint_path(self):

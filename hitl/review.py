@@ -1,0 +1,317 @@
+"""Review in bulk (issue 13): pages of one predicted class, suspect labels, more like this.
+
+The store-aware layer between the service (`hitl/service.py`) and the pure cores
+(`hitl/ml/suspects.py`, `hitl/ml/similar.py`). It reads the trainer's cached features and
+never touches the live model; suspect scores are refreshed by the trainer when it is idle
+(`SuspectRefresher`), so asking for suspects is one query.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from hitl.imaging import positions_lut
+from hitl.ml import heads
+from hitl.ml.similar import nearest
+from hitl.ml.suspects import classification_oos, segmentation_oos
+from hitl.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+TASK = "classification"  # review pages are a classification view; suspects serve both tasks
+MAX_PAGE = 96
+MAX_SUSPECT_MASKS = 300  # newest masks scored per refresh (all their patch grids in memory)
+
+
+def _band(band) -> tuple[float, float]:
+    """(low, high) probability band; None or empty means every prediction."""
+    if band is None or (isinstance(band, (list, tuple)) and len(band) == 0):
+        return 0.0, 1.0
+    try:
+        low, high = (float(v) for v in band)
+    except (TypeError, ValueError):
+        raise StoreError("band must be two numbers [low, high] between 0 and 1.") from None
+    if not 0.0 <= low <= high <= 1.0:
+        raise StoreError(f"band must satisfy 0 <= low <= high <= 1; got [{low}, {high}].")
+    return low, high
+
+
+def _page_size(n) -> int:
+    try:
+        n = int(n)
+    except (TypeError, ValueError):
+        raise StoreError(f"n must be a whole number; got {n!r}.") from None
+    if not 1 <= n <= MAX_PAGE:
+        raise StoreError(f"n must be between 1 and {MAX_PAGE}; got {n}.")
+    return n
+
+
+def _ids(values, name: str) -> list[int]:
+    try:
+        out = [int(v) for v in (values or [])]
+    except (TypeError, ValueError):
+        raise StoreError(f"{name} must be a list of image ids.") from None
+    if len(set(out)) != len(out):
+        raise StoreError(f"{name} names an image twice.")
+    return out
+
+
+class Review:
+    """What a labeler can do with pages of images; every answer is a plain dict."""
+
+    def __init__(self, session):
+        self.session = session
+        self._pooled: tuple[str, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def store(self) -> Store:
+        return self.session.store
+
+    def _class(self, name):
+        if not name or not isinstance(name, str):
+            raise StoreError("Choose a class.")
+        cls = self.store.class_by_name(name)
+        if cls is None:
+            raise StoreError(f"There is no class named {name!r}.")
+        return cls
+
+    def _classification_only(self) -> None:
+        message = self.session.task_message(TASK)
+        if message:
+            raise StoreError(message)
+
+    def _items(self, ids: list[int], extra: dict[int, dict] | None = None) -> list[dict]:
+        names = {c.id: c.name for c in self.store.classes()}
+        rows = {r.id: r for r in self.store.images_by_ids(ids)}
+        items = []
+        for image_id in ids:
+            pred = self.store.prediction(image_id)
+            item = {"image_id": image_id, "filename": rows[image_id].filename,
+                    "prediction": None if pred is None or pred[0] not in names else
+                    {"label": names[pred[0]], "probability": float(pred[1]),
+                     "model_version": int(pred[2])}}
+            item.update((extra or {}).get(image_id, {}))
+            items.append(item)
+        return items
+
+    # ---- review pages -----------------------------------------------------------------------
+    def review_batch(self, user: str, class_name: str, n: int = 24, band=None) -> dict:
+        """A page of unlabeled images predicted as class_name, most confident first, leased to
+        the caller as a whole (other labelers' pages never overlap it)."""
+        self._classification_only()
+        cls, n, (low, high) = self._class(class_name), _page_size(n), _band(band)
+        c = self.store.candidates(TASK, user)
+        prob = c["probability"]
+        keep = (c["class_id"] == cls.id) & (prob >= low) & (prob <= high)
+        keep &= ~np.isin(c["ids"], self.store.rejected_ids(cls.id))
+        ids, prob = c["ids"][keep], prob[keep]
+        ordered = ids[np.lexsort((ids, -prob))]
+        leased = self.store.lease_page(ordered, user, n, self.session.settings.lease_seconds)
+        note = None if leased else (
+            f"No unlabeled image is predicted as {cls.name}"
+            + ("" if (low, high) == (0.0, 1.0) else f" with probability in [{low}, {high}]")
+            + " (or the others are on someone else's page).")
+        return {"ok": True, "class_name": cls.name, "band": [low, high],
+                "items": self._items(leased), "note": note}
+
+    def accept_batch(self, user: str, image_ids, class_name: str, rejected_ids=None,
+                     relabels: dict | None = None) -> dict:
+        """Store a page: the unmarked images as class_name (source 'review'), relabels as
+        their class, the other marked ones as 'not class_name'. One undo reverts it all."""
+        self._classification_only()
+        cls = self._class(class_name)
+        ids, rejected = _ids(image_ids, "image_ids"), _ids(rejected_ids, "rejected_ids")
+        if not ids:
+            raise StoreError("image_ids is empty: nothing to accept.")
+        if len(ids) > MAX_PAGE:
+            raise StoreError(f"A page holds at most {MAX_PAGE} images.")
+        if not isinstance(relabels or {}, dict):
+            raise StoreError("relabels must map image ids to class names.")
+        fixes = {}
+        for key, name in (relabels or {}).items():
+            image_id = _ids([key], "relabels")[0]
+            fixes[image_id] = self._class(name).id
+        stray = sorted((set(rejected) | set(fixes)) - set(ids))
+        if stray:
+            raise StoreError(f"Marked image(s) {stray} are not on the page.")
+        self.session.lock_task(TASK, user)
+        done = self.store.accept_page(user, cls.id, ids, fixes, rejected)
+        names = {c.id: c.name for c in self.store.classes()}
+        return {"ok": True, "batch_id": done["batch_id"], "class_name": cls.name,
+                "accepted": done["accepted"],
+                "relabeled": {str(i): names[c] for i, c in done["relabeled"].items()},
+                "rejected": done["rejected"]}
+
+    # ---- suspects -----------------------------------------------------------------------------
+    def suspects(self, user: str, n: int = 24) -> dict:
+        """Labeled images whose out-of-sample prediction disagrees most with their label
+        (score: probability of the given class, or IoU of the mask), leased to the caller."""
+        n = _page_size(n)
+        rows = self.store.suspect_rows(user, n)
+        leased = set(self.store.lease_page([r[0] for r in rows], user, n,
+                                           self.session.settings.lease_seconds, labeled=True))
+        names = {c.id: c.name for c in self.store.classes()}
+        extra = {r[0]: {"label": "mask" if r[2] is None else names.get(r[2]),
+                        "oos_prediction": None if r[3] is None else names.get(r[3]),
+                        "score": float(r[4]), "model_version": r[5]}
+                 for r in rows if r[0] in leased}
+        note = None if extra else "No suspects yet: the trainer scores labels when it is idle."
+        return {"ok": True, "items": self._items(list(extra), extra), "note": note}
+
+    def keep(self, user: str, image_id: int) -> dict:
+        self.store.keep_label(int(image_id), user)
+        return {"ok": True, "image_id": int(image_id)}
+
+    def remove(self, user: str, image_id: int) -> dict:
+        """Remove a suspect's label (or mask), undoably."""
+        image_id = int(image_id)
+        if self.store.label_of(image_id) is not None:
+            self.store.remove_label(image_id, user)
+        elif (mask := self.store.mask(image_id)) is not None:
+            self.store.set_mask(image_id, np.zeros_like(mask), user)
+        else:
+            raise StoreError(f"Image {image_id} has no label to remove.")
+        return {"ok": True, "image_id": image_id}
+
+    # ---- more like this -----------------------------------------------------------------------
+    def similar(self, user: str, image_id: int, n: int = 24) -> dict:
+        """The n unlabeled images nearest to image_id by cached features (cosine), leased to the
+        caller as a page that accept_batch can label in bulk."""
+        n, image_id = _page_size(n), int(image_id)
+        if self.store.image(image_id) is None:
+            raise StoreError(f"There is no image with id {image_id}.")
+        ids, feats = self._features()
+        row = np.searchsorted(ids, image_id)
+        if row >= len(ids) or ids[row] != image_id:
+            raise StoreError(f"Image {image_id} has no cached features yet; try again when the "
+                             "trainer has extracted them.")
+        task = self.store.task() or TASK
+        free = self.store.candidates(task, user)["ids"]
+        exclude = ~np.isin(ids, free)
+        exclude[row] = True
+        rows, sims = nearest(feats[row], feats, 4 * n, exclude=exclude)
+        leased = self.store.lease_page(ids[rows], user, n, self.session.settings.lease_seconds)
+        sim = dict(zip(ids[rows].tolist(), sims.tolist()))
+        return {"ok": True, "image_id": image_id,
+                "items": self._items(leased, {i: {"similarity": sim[i]} for i in leased}),
+                "note": None if leased else "No unlabeled image is free to show."}
+
+    def _features(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted ids, one vector per image) from the frozen learner's cache: the global
+        vectors, or mean-pooled patch grids in segmentation (pooled once, then kept)."""
+        cache = getattr(self.session.trainer.learner(), "cache", None)
+        if cache is None:
+            raise StoreError("More like this needs frozen mode's cached features; the trainer "
+                             "has none yet (is it running in frozen mode?).")
+        ids, feats = cache.get_global()
+        if len(ids):
+            return ids, feats
+        if not hasattr(cache, "get_patches"):
+            raise StoreError("No cached features yet.")
+        wanted = self.store.readable_image_ids()
+        key = str(getattr(cache, "dir", ""))
+        if self._pooled is None or self._pooled[0] != key:
+            self._pooled = (key, np.zeros(0, np.int64), np.zeros((0, 0), np.float32))
+        _, have, pooled = self._pooled
+        new_ids, new_rows = [], []
+        for i in np.setdiff1d(wanted, have).tolist():
+            grid = cache.get_patches(i)
+            if grid is not None:
+                new_ids.append(i)
+                new_rows.append(grid.reshape(-1, grid.shape[-1]).astype(np.float32).mean(0))
+        if new_ids:
+            ids = np.concatenate([have, np.asarray(new_ids, np.int64)])
+            feats = np.concatenate([pooled.reshape(len(have), -1), np.stack(new_rows)])
+            order = np.argsort(ids)
+            self._pooled = (key, ids[order], feats[order])
+        return self._pooled[1], self._pooled[2]
+
+
+def review_stats(store: Store) -> dict:
+    """Review numbers for the stats panel: accept rate per class, review labels apart."""
+    names = {c.id: c.name for c in store.classes()}
+    per_class = {}
+    for cid, c in store.review_counts().items():
+        if cid in names:
+            per_class[names[cid]] = dict(c, accept_rate=round(c["accepted"] / c["shown"], 4)
+                                         if c["shown"] else None)
+    return {"labels": sum(c["labels"] for c in per_class.values()), "per_class": per_class}
+
+
+class SuspectRefresher:
+    """Trainer idle hook: re-score every label out-of-sample when labels changed.
+
+    Called with the trainer's current learner when it has nothing else to do; at most once per
+    MIN_INTERVAL_S, so a labeling burst costs one refresh once it pauses. Learners without a
+    feature cache (fine-tune mode) are skipped: their features are not cached.
+    """
+
+    MIN_INTERVAL_S = 5.0
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._done: tuple | None = None
+        self._last = 0.0
+
+    def __call__(self, learner) -> bool:
+        cache = getattr(learner, "cache", None)
+        version = getattr(learner, "version", None)
+        if cache is None or version is None:
+            return False
+        key = (self.store.revision, version)
+        if key == self._done or time.monotonic() - self._last < self.MIN_INTERVAL_S:
+            return False
+        self._last = time.monotonic()
+        computed_at = datetime.now()
+        class_ids = [c.id for c in self.store.classes()]
+        frame = (self._classification(cache, class_ids) if self.store.task() != "segmentation"
+                 else self._segmentation(cache, class_ids))
+        if frame is not None:
+            frame["model_version"] = int(version)
+            frame["computed_at"] = computed_at
+            self.store.write_suspects(frame)
+        self._done = key
+        return False
+
+    def _classification(self, cache, class_ids: list[int]) -> pd.DataFrame | None:
+        labeled, labels = self.store.labeled_pairs()
+        ids, feats = cache.get_global()
+        if len(ids) == 0 or len(class_ids) < 2:
+            return None
+        pos = np.clip(np.searchsorted(ids, labeled), 0, len(ids) - 1)
+        ok = (ids[pos] == labeled) & np.isin(labels, class_ids)
+        if ok.sum() < 2:
+            return None
+        index = {c: i for i, c in enumerate(class_ids)}
+        y = np.array([index[c] for c in labels[ok]], dtype=np.int64)
+        result = classification_oos(feats[pos[ok]], y, len(class_ids))
+        lookup = np.asarray(class_ids, dtype=np.int64)
+        return pd.DataFrame({"image_id": labeled[ok], "label_class_id": labels[ok],
+                             "predicted_class_id": lookup[result.predicted],
+                             "score": result.score})
+
+    def _segmentation(self, cache, class_ids: list[int]) -> pd.DataFrame | None:
+        if len(class_ids) < 2:
+            return None
+        lut = positions_lut(class_ids)
+        ids, grids, targets, weights, masks = [], [], [], [], []
+        for image_id in self.store.masked_ids()[-MAX_SUSPECT_MASKS:].tolist():
+            grid, mask = cache.get_patches(image_id), self.store.mask(image_id)
+            if grid is None or mask is None:
+                continue
+            positions = lut[mask]
+            t, w = heads.mask_to_patch_targets(positions, grid.shape[:2], len(class_ids))
+            ids.append(image_id)
+            grids.append(grid)
+            targets.append(t)
+            weights.append(w)
+            masks.append(positions)
+        if len(ids) < 2:
+            return None
+        iou = segmentation_oos(grids, targets, weights, masks, len(class_ids))
+        none = pd.array([None] * len(ids), dtype="Int64")
+        return pd.DataFrame({"image_id": np.asarray(ids, np.int64), "label_class_id": none,
+                             "predicted_class_id": none, "score": iou})
