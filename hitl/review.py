@@ -19,10 +19,13 @@ from hitl.ml import heads
 from hitl.ml.similar import nearest
 from hitl.ml.suspects import classification_oos, segmentation_oos
 from hitl.store import Store, StoreError
+from hitl.tasks import get_task
 
 log = logging.getLogger(__name__)
 TASK = "classification"  # review pages are a classification view; suspects serve both tasks
 MAX_PAGE = 96
+# how each task scores its labels out-of-sample (a SuspectRefresher method per task)
+SCORERS = {"classification": "_classification", "segmentation": "_segmentation"}
 MAX_SUSPECT_MASKS = 300  # newest masks scored per refresh (all their patch grids in memory)
 
 
@@ -267,8 +270,8 @@ class SuspectRefresher:
         self._last = time.monotonic()
         computed_at = datetime.now()
         class_ids = [c.id for c in self.store.classes()]
-        frame = (self._classification(cache, class_ids) if self.store.task() != "segmentation"
-                 else self._segmentation(cache, class_ids))
+        task = get_task(self.store.task() or TASK).name
+        frame = getattr(self, SCORERS[task])(cache, class_ids)
         if frame is not None:
             frame["model_version"] = int(version)
             frame["computed_at"] = computed_at
