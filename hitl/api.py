@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import base64
 import io
+from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
 from hitl.labeling import Labeling
+from hitl.review import ReviewService
 from hitl.store import StoreError
 from hitl.tasks import get_task
 
@@ -132,3 +134,43 @@ def register(labeling: Labeling) -> None:
     for fn in (next_image, annotate, annotate_mask, predicted_mask, skip, undo, stats,
                predictions, reset_session, classes_list):
         gr.api(fn, api_name=fn.__name__.removesuffix("_list"), concurrency_limit=None)
+    register_review(ReviewService.of(session), lambda request: SimpleNamespace(
+        name=user_of(request), role="labeler"))
+
+
+def register_review(service, caller_of) -> None:
+    """Review endpoints (issue 13): pages of one predicted class, suspects, more like this.
+    caller_of(request) names who asks; the service checks it and answers plain dicts."""
+
+    def review_batch(class_name: str, n: int = 24, band: list[float] | None = None,
+                     request: gr.Request = None) -> dict:
+        """Up to n unlabeled images predicted as class_name, most confident first (or with a
+        probability in band = [low, high]), leased to the caller as one page."""
+        return service.review_batch(caller_of(request), class_name, n, band)
+
+    def accept_batch(image_ids: list[int], class_name: str, rejected_ids: list[int] | None = None,
+                     relabels: dict[str, str] | None = None, request: gr.Request = None) -> dict:
+        """Label the page: image_ids not in rejected_ids (nor relabels) become class_name;
+        relabels maps image id -> another class; rejected ones stay unlabeled. /undo reverts
+        the whole page."""
+        return service.accept_batch(caller_of(request), image_ids, class_name, rejected_ids,
+                                    relabels)
+
+    def suspects(n: int = 24, request: gr.Request = None) -> dict:
+        """Labeled images whose out-of-sample prediction disagrees most with their label."""
+        return service.suspects(caller_of(request), n)
+
+    def keep_suspect(image_id: int, request: gr.Request = None) -> dict:
+        """Keep a suspect's label as it is (it leaves the suspects list)."""
+        return service.keep_suspect(caller_of(request), image_id)
+
+    def remove_suspect(image_id: int, request: gr.Request = None) -> dict:
+        """Remove a suspect's label or mask (undoable)."""
+        return service.remove_suspect(caller_of(request), image_id)
+
+    def similar(image_id: int, n: int = 24, request: gr.Request = None) -> dict:
+        """The n unlabeled images nearest to image_id by cached features, leased as a page."""
+        return service.similar(caller_of(request), image_id, n)
+
+    for fn in (review_batch, accept_batch, suspects, keep_suspect, remove_suspect, similar):
+        gr.api(fn, api_name=fn.__name__, concurrency_limit=None)

@@ -318,3 +318,62 @@ class SuspectRefresher:
         none = pd.array([None] * len(ids), dtype="Int64")
         return pd.DataFrame({"image_id": np.asarray(ids, np.int64), "label_class_id": none,
                              "predicted_class_id": none, "score": iou})
+
+
+def _refusal(exc: Exception) -> dict:
+    return {"ok": False, "error": str(exc)}
+
+
+class ReviewService:
+    """The review methods of the service layer (`hitl/service.py` mixes this in).
+
+    Every method takes the caller first and answers a plain dict, {"ok": False, "error"} on
+    refusal. Reviewing is labeling, so any logged-in role may do it; the caller's name is who
+    the page is leased to and who the labels are recorded for.
+    """
+
+    session: object
+
+    @classmethod
+    def of(cls, session) -> ReviewService:
+        """Standalone, until the one Service object of hitl/service.py mixes this class in."""
+        service = cls()
+        service.session = session
+        return service
+
+    @property
+    def review(self) -> Review:
+        review = getattr(self, "_review", None)
+        if review is None or review.session is not self.session:
+            review = self._review = Review(self.session)
+        return review
+
+    def _answer(self, fn, *args) -> dict:
+        try:
+            return fn(*args)
+        except StoreError as exc:
+            return _refusal(exc)
+
+    def review_batch(self, caller, class_name: str, n: int = 24, band=None) -> dict:
+        """A page of unlabeled images predicted as class_name, leased to the caller."""
+        return self._answer(self.review.review_batch, caller.name, class_name, n, band)
+
+    def accept_batch(self, caller, image_ids, class_name: str, rejected_ids=None,
+                     relabels: dict | None = None) -> dict:
+        """The page's unmarked images become class_name; one undo reverts the page."""
+        return self._answer(self.review.accept_batch, caller.name, image_ids, class_name,
+                            rejected_ids, relabels)
+
+    def suspects(self, caller, n: int = 24) -> dict:
+        """Labels the out-of-sample model disagrees with most, leased to the caller."""
+        return self._answer(self.review.suspects, caller.name, n)
+
+    def keep_suspect(self, caller, image_id: int) -> dict:
+        return self._answer(self.review.keep, caller.name, image_id)
+
+    def remove_suspect(self, caller, image_id: int) -> dict:
+        return self._answer(self.review.remove, caller.name, image_id)
+
+    def similar(self, caller, image_id: int, n: int = 24) -> dict:
+        """The n unlabeled images nearest to image_id, leased to the caller as a page."""
+        return self._answer(self.review.similar, caller.name, image_id, n)

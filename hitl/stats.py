@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from hitl.review import review_stats
 from hitl.tasks import get_task
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ def classification_stats(session: Session, live_window: int = 50) -> dict:
         "confusion": None if latest is None else latest["metrics"].get("confusion"),
         "confusion_classes": None if latest is None else
         [names.get(c, "?") for c in latest["metrics"].get("class_ids", [])],
+        "review": review_stats(store),  # pages accepted in bulk, counted apart (hitl/review.py)
     })
     return out
 
