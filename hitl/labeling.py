@@ -11,6 +11,7 @@ from hitl import strategies
 from hitl.imaging import positions_lut
 from hitl.session import Session
 from hitl.store import StoreError
+from hitl.tasks import get_task
 
 TASK_STRATEGIES = {"classification": strategies.CLASSIFICATION_STRATEGIES,
                    "segmentation": strategies.SEGMENTATION_STRATEGIES}
@@ -60,15 +61,18 @@ class Labeling:
         if strategy not in valid:
             raise StoreError(f"Unknown strategy {strategy!r}; choose one of: "
                              + ", ".join(valid) + ".")
-        candidates = self.store.candidates(task, user)
-        if candidates["ids"].size == 0:
+        index = self.store.open_index(user) if self._has_fast_path(task) else None
+        candidates = None if index is not None else self.store.candidates(task, user)
+        if (candidates["ids"].size == 0 if index is None else index.blocked.all()):
             return self.view(None, task, strategy=strategy)
         note = None
         tried = []
         first_problem = None
         while strategy is not None:
             tried.append(strategy)
-            ordered, problem = self._order(task, strategy, class_name, candidates, user)
+            ordered, problem = (self._order(task, strategy, class_name, candidates, user)
+                                if index is None else
+                                self._fast_order(strategy, class_name, index, user))
             image_id = self.store.lease_first(ordered, user, self.session.settings.lease_seconds) \
                 if ordered.size else None
             if image_id is not None:
@@ -112,6 +116,36 @@ class Labeling:
             if last is None:
                 return np.array([], dtype=np.int64), "no label yet"
             return strategies.of_class(c, last), "no unlabeled image predicted as the last class"
+        raise StoreError(f"Unknown strategy {strategy!r}.")
+
+    @staticmethod
+    def _has_fast_path(task: str) -> bool:
+        """Tasks whose candidates are class predictions walk pre-sorted orders (fast_order)."""
+        return get_task(task).candidates == "label_candidates"
+
+    def _fast_order(self, strategy: str, class_name: str | None, index: strategies.OpenIndex,
+                    user: str) -> tuple[np.ndarray, str | None]:
+        """_order's answers for classification, from orders sorted once per model."""
+        if strategy in ("sequential", "random"):
+            return strategies.fast_order(strategy, index, seed=time.time_ns() % (2**32)), None
+        if strategy in ("uncertain", "margin", "entropy"):
+            return strategies.fast_order(strategy, index), "no predictions yet"
+        if strategy == "minority":
+            order = [x.id for x in self.store.classes()]
+            counts = self.store.label_counts()
+            ranking = sorted(order, key=lambda cid: (counts.get(cid, 0), order.index(cid)))
+            return (strategies.fast_order(strategy, index, class_ranking=ranking),
+                    "no predicted candidate for any class")
+        if strategy == "class":
+            cls = self._class(class_name)
+            return (strategies.fast_order(strategy, index, class_id=cls.id),
+                    f"no unlabeled image predicted as {cls.name}")
+        if strategy == "last class":
+            last = self.store.last_label_class(user)
+            if last is None:
+                return np.array([], dtype=np.int64), "no label yet"
+            return (strategies.fast_order(strategy, index, class_id=last),
+                    "no unlabeled image predicted as the last class")
         raise StoreError(f"Unknown strategy {strategy!r}.")
 
     def _class(self, name: str | None):

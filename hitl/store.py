@@ -19,7 +19,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from hitl import imaging
+from hitl import imaging, strategies
 from hitl.tasks import get_task
 
 # Each entry moves the schema one version forward. Never edit a released entry: append.
@@ -166,6 +166,8 @@ class Store:
         # next_image runs on every key press: keep the two big arrays it needs in memory
         self._readable_ids: np.ndarray | None = None
         self._pred_cache: dict[str, np.ndarray] | None = None
+        self._orders: tuple[dict, dict] | None = None       # (pred cache, its score orders)
+        self._blocked: tuple[int, np.ndarray, np.ndarray] | None = None  # see open_index
         self._migrate()
         self.revision = self._one("SELECT coalesce(max(id), 0) FROM events")
 
@@ -626,6 +628,7 @@ class Store:
                 "WHERE c.id NOT IN (SELECT image_id FROM leases WHERE expires_at > $now "
                 "AND \"user\" <> $user) "
                 "AND c.id NOT IN (SELECT image_id FROM labels) "
+                "AND c.id NOT IN (SELECT image_id FROM skips) "
                 "AND c.id NOT IN (SELECT image_id FROM masks) ORDER BY c.n LIMIT 1",
                 {"ids": ordered, "now": now, "user": user}).fetchone()
             if row is None:
@@ -711,6 +714,44 @@ class Store:
             self._pred_cache = cache
         return cache
 
+    # ---- the fast next-image path (hitl.strategies.fast_order) --------------------------------
+    def open_index(self, user: str) -> strategies.OpenIndex:
+        """Sorted orders and taken flags for a classification next image, reused across key
+        presses: the flags are rebuilt once per change of labels (revision), the orders once
+        per published set of predictions; only the few leases are read on every call."""
+        leased = self._cursor().execute(
+            "SELECT image_id FROM leases WHERE expires_at > ? AND \"user\" <> ?",
+            [_now(), user]).fetchnumpy()["image_id"]
+        return strategies.OpenIndex(self.readable_image_ids(), self._blocked_flags(),
+                                    np.asarray(leased, dtype=np.int64), self._score_orders())
+
+    def _score_orders(self) -> dict:
+        preds = self._predictions_cache()
+        cached = self._orders
+        if cached is None or cached[0] is not preds:
+            cached = (preds, strategies.score_orders(
+                preds["image_id"], preds["class_id"], preds["probability"], preds["margin"],
+                preds["entropy"]))
+            self._orders = cached
+        return cached[1]
+
+    def _blocked_flags(self) -> np.ndarray:
+        """A flag by image id: unreadable, or labeled, masked or skipped by anyone."""
+        revision, readable = self.revision, self.readable_image_ids()  # revision first: a
+        cached = self._blocked  # write during the rebuild then only makes the next one redo
+        if cached is not None and cached[0] == revision and cached[1] is readable:
+            return cached[2]
+        done = self._cursor().execute(
+            "SELECT image_id FROM labels UNION ALL SELECT image_id FROM skips UNION ALL "
+            "SELECT image_id FROM masks").fetchnumpy()["image_id"]
+        done = np.asarray(done, dtype=np.int64)
+        size = int(readable[-1]) + 1 if readable.size else 0
+        blocked = np.ones(size, dtype=bool)
+        blocked[readable] = False
+        blocked[done[done < size]] = True
+        self._blocked = (revision, readable, blocked)
+        return blocked
+
     def label_counts(self) -> dict[int, int]:
         """Labels per class id, classes with no label included as 0."""
         return dict(self._rows("SELECT c.id, count(l.image_id) FROM classes c "
@@ -767,6 +808,7 @@ class Store:
                       "margin, entropy", replace_all)
         self._pred_cache = None
         self._predictions_cache()  # rebuilt here, in the writer's thread, not on a key press
+        self._score_orders()
 
     def write_seg_predictions(self, frame: pd.DataFrame, replace_all: bool = True) -> None:
         """Publish per-image segmentation summaries (image_id, model_version, entropy,

@@ -1,0 +1,68 @@
+"""The fast next-image path gives the same order as the strategies over full candidate arrays."""
+from __future__ import annotations
+
+import numpy as np
+
+from hitl import strategies
+from hitl.strategies import OpenIndex, fast_order, score_orders
+
+
+def _setup(seed: int = 0, n: int = 3000):
+    rng = np.random.default_rng(seed)
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    readable = ids[rng.random(n) > 0.05]
+    # no ties: _lowest keeps an arbitrary one of the ids tied at its cut (argpartition)
+    prob, margin, entropy = rng.random(n), rng.random(n), rng.random(n)
+    cls = rng.integers(1, 4, n).astype(float)
+    has_pred = rng.random(n) > 0.1
+    blocked = np.ones(n + 1, dtype=bool)
+    blocked[readable] = False
+    done = rng.choice(ids, 400, replace=False)
+    blocked[done] = True
+    leased = rng.choice(readable, 5, replace=False)
+    open_ids = readable[~blocked[readable] & ~np.isin(readable, leased)]
+    p = ids[has_pred]
+    index = OpenIndex(readable, blocked, leased, score_orders(
+        p, cls[has_pred], prob[has_pred], margin[has_pred], entropy[has_pred]))
+    pos = open_ids - 1
+    nan = np.where(has_pred[pos], 0.0, np.nan)
+    full = {"ids": open_ids, "class_id": cls[pos] + nan, "probability": prob[pos] + nan,
+            "margin": margin[pos] + nan, "entropy": entropy[pos] + nan}
+    return index, full
+
+
+def test_fast_orders_match_the_full_strategies():
+    for seed in range(3):
+        index, c = _setup(seed)
+        assert np.array_equal(fast_order("sequential", index), strategies.sequential(c))
+        assert np.array_equal(fast_order("uncertain", index), strategies.uncertain(c))
+        assert np.array_equal(fast_order("margin", index), strategies.uncertain(c, "margin"))
+        assert np.array_equal(fast_order("entropy", index), strategies.uncertain(c, "entropy"))
+        for cid in (1, 2, 3):
+            assert np.array_equal(fast_order("class", index, class_id=cid),
+                                  strategies.of_class(c, cid))
+        counts = {1: 5, 2: 0, 3: 9}
+        assert np.array_equal(fast_order("minority", index, class_ranking=[2, 1, 3]),
+                              strategies.minority(c, counts, [1, 2, 3]))
+        picked = fast_order("random", index, seed=seed)
+        assert picked.size == strategies.TOP and np.unique(picked).size == picked.size
+        assert np.isin(picked, c["ids"]).all()
+
+
+def test_ties_go_to_the_lower_id():
+    ids = np.arange(1, 101, dtype=np.int64)
+    same = np.full(100, 0.5)
+    index = OpenIndex(ids, np.zeros(101, dtype=bool), np.array([], dtype=np.int64),
+                      score_orders(ids[::-1], np.ones(100), same, same, same))
+    assert fast_order("uncertain", index).tolist() == list(range(1, 33))
+    assert fast_order("class", index, class_id=1).tolist() == list(range(1, 33))
+
+
+def test_random_finds_the_last_open_images():
+    index, c = _setup(1)
+    last = c["ids"][:3]
+    blocked = np.ones_like(index.blocked)
+    blocked[last] = False
+    nearly_done = OpenIndex(index.readable, blocked, np.array([], dtype=np.int64), index.orders)
+    assert sorted(fast_order("random", nearly_done, seed=4)) == sorted(last)
+    assert fast_order("class", nearly_done, class_id=99).size == 0
