@@ -254,6 +254,54 @@ def classes(ctx: Ctx = Depends(context)) -> list[str]:
     return answer(ctx.service.classes(ctx.caller))
 
 
+# ---- review in bulk (issue 13) ---------------------------------------------------------------
+class AcceptBody(BaseModel):
+    image_ids: list[int]            # every image of the page, as shown
+    class_name: str                 # what the unmarked ones become
+    rejected_ids: list[int] = []    # marked wrong: stay unlabeled (unless relabeled)
+    relabels: dict[str, str] = {}   # image id -> another class name
+
+
+@router.get("/review", summary="A page of unlabeled images predicted as a class, most confident "
+            "first (or within low..high), leased to the caller")
+def review_batch(class_name: str, n: int = Query(24, ge=1, le=96),
+                 low: float = Query(0.0, ge=0, le=1), high: float = Query(1.0, ge=0, le=1),
+                 ctx: Ctx = Depends(context)) -> dict:
+    return answer(ctx.service.review_batch(ctx.caller, class_name, n, [low, high]))
+
+
+@router.post("/review/accept", summary="Label a page: unmarked images as class_name, relabels "
+             "as given; one /undo reverts the whole page")
+def accept_batch(body: AcceptBody, ctx: Ctx = Depends(context)) -> dict:
+    return answer(ctx.service.accept_batch(ctx.caller, body.image_ids, body.class_name,
+                                           body.rejected_ids, body.relabels))
+
+
+@router.get("/suspects", summary="Labels the out-of-sample model disagrees with most")
+def suspects(n: int = Query(24, ge=1, le=96), ctx: Ctx = Depends(context)) -> dict:
+    return answer(ctx.service.suspects(ctx.caller, n))
+
+
+@router.post("/suspects/{image_id}/keep", summary="Keep a suspect's label as it is")
+def keep_suspect(image_id: int, ctx: Ctx = Depends(context)) -> dict:
+    _image_row(ctx, image_id)
+    return answer(ctx.service.keep_suspect(ctx.caller, image_id))
+
+
+@router.post("/suspects/{image_id}/remove", summary="Remove a suspect's label or mask "
+             "(undoable); relabel with PUT /images/{id}/label")
+def remove_suspect(image_id: int, ctx: Ctx = Depends(context)) -> dict:
+    _image_row(ctx, image_id)
+    return answer(ctx.service.remove_suspect(ctx.caller, image_id))
+
+
+@router.get("/images/{image_id}/similar", summary="The n unlabeled images nearest to this one "
+            "by cached features, leased as a page")
+def similar(image_id: int, n: int = Query(24, ge=1, le=96), ctx: Ctx = Depends(context)) -> dict:
+    _image_row(ctx, image_id)
+    return answer(ctx.service.similar(ctx.caller, image_id, n))
+
+
 # ---- the app -------------------------------------------------------------------------------
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hitl.labeling import Labeling
+from hitl.review import ReviewService
 from hitl.session import Session
 from hitl.stats import classification_stats, segmentation_stats
 from hitl.store import StoreError
@@ -27,7 +28,7 @@ def _refusal(exc: Exception) -> dict:
     return {"ok": False, "error": str(exc)}
 
 
-class Service:
+class Service(ReviewService):
     def __init__(self, session: Session):
         self.session = session
         self.labeling = Labeling(session)
