@@ -185,10 +185,8 @@ def run(args) -> dict:
                                          f"{percentile(encode, 50):.0f} ms")
 
         # ---- 8: a training round on 100 masks ------------------------------------------------
-        lut = np.zeros(256, dtype=np.uint8)
-        lut[1:len(class_ids) + 1] = class_ids
         for k in range(n_saves, n_masks):   # the rest of the 100 masks, stored directly
-            store.set_mask(int(view["image_id"]), lut[masks[k]], USER)
+            store.set_mask_positions(int(view["image_id"]), masks[k], USER)
             view = labeling.next_image("segmentation", "random", None, USER)
         learner = FrozenSegmenter(settings, store, session.trainer)
         assert learner.cache.dir == cache.dir, (learner.cache.dir, cache.dir)
@@ -211,7 +209,7 @@ def run(args) -> dict:
             torch.set_num_threads(threads)
         report.add("  warm round again with torch.set_num_threads(1)", t.seconds, "s",
                    note=f"default here: {threads} threads")
-        train_masks = [learner._lut(learner.class_ids)[store.mask(i)]
+        train_masks = [learner.mask_values.to_positions(store.mask(i))
                        for i in store.masked_ids("train").tolist()]
         for n_threads in (threads, 1):
             torch.set_num_threads(n_threads)

@@ -33,7 +33,6 @@ FOLDER_FORMATS = {"imagefolder", "masks"}
 DEFAULT_NAMES = {"csv": "labels.csv", "parquet": "labels.parquet", "json": "session.json",
                  "coco": "coco.json", "model": "model.pt", "imagefolder": "imagefolder",
                  "masks": "masks"}
-UNLABELED_INDEX = 255
 MARKER = ".hitl-export"  # marks a folder as ours, so a re-export may replace it
 LABEL_COLUMNS = ("image_id", "path", "label", "user", "timestamp")
 
@@ -242,20 +241,12 @@ def write_imagefolder(store: Store, out: Path, *, split: bool = False,
                 _place(src, tmp / folder / names[image_id], symlink)
 
 
-MaskItem = tuple[int, str, np.ndarray]  # (image id, image path, mask of class ids)
+MaskItem = tuple[int, str, np.ndarray]  # (image id, image path, stored mask values)
 
 
 def _mask_items(store: Store) -> Iterator[MaskItem]:
     for image_id, path, png in store.mask_rows():
         yield image_id, path, imaging.png_to_mask(png)
-
-
-def index_lut(classes: list[ClassRow]) -> np.ndarray:
-    """256-entry table: class id -> 0-based class index in class order, 0 and unknown -> 255."""
-    lut = np.full(256, UNLABELED_INDEX, np.uint8)
-    for index, c in enumerate(classes):
-        lut[c.id] = index
-    return lut
 
 
 def _rgb(colour: str) -> tuple[int, int, int]:
@@ -273,7 +264,7 @@ def labelmap_text(classes: list[ClassRow]) -> str:
 def write_masks(out: Path, classes: list[ClassRow], items: Iterable[MaskItem], *,
                 symlink: bool = False) -> None:
     """masks/ (index PNGs), masks_palette/ (for viewing), images/, labelmap.txt, classes.json."""
-    lut = index_lut(classes)
+    to_index = imaging.MaskValues.of(classes).to_index
     palette = [0] * 768
     for index, c in enumerate(classes):
         palette[3 * index:3 * index + 3] = _rgb(c.colour)
@@ -290,7 +281,7 @@ def write_masks(out: Path, classes: list[ClassRow], items: Iterable[MaskItem], *
             if stems[stem.lower()]:
                 stem = f"{image_id}_{stem}"
             stems[stem.lower()] += 1
-            index = lut[mask]
+            index = to_index(mask)
             Image.fromarray(index, mode="L").save(tmp / "masks" / f"{stem}.png")
             shown = Image.fromarray(index, mode="P")
             shown.putpalette(palette)
@@ -309,14 +300,14 @@ def coco_document(classes: list[ClassRow], items: Iterable[MaskItem]) -> dict[st
         "categories": [{"id": i + 1, "name": c.name, "supercategory": "", "color": c.colour}
                        for i, c in enumerate(classes)],
     }
-    lut = index_lut(classes)
+    to_index = imaging.MaskValues.of(classes).to_index
     for image_id, path, mask in items:
         height, width = mask.shape
         doc["images"].append({"id": int(image_id), "file_name": os.path.basename(path),
                               "width": int(width), "height": int(height)})
-        index = lut[mask]
+        index = to_index(mask)
         for k in np.unique(index):
-            if k == UNLABELED_INDEX:
+            if k == imaging.UNLABELED_INDEX:
                 continue
             rle = mask_util.encode(np.asfortranarray(index == k, dtype=np.uint8))
             doc["annotations"].append({

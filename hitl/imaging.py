@@ -83,13 +83,55 @@ def png_to_mask(data: bytes) -> np.ndarray:
         return np.array(img, dtype=np.uint8)
 
 
-def positions_lut(class_ids: list[int]) -> np.ndarray:
-    """Stored masks hold class ids; heads, the API and the editor use positions 1..K.
-    lut[mask] turns one into the other (0 stays unlabeled)."""
-    lut = np.zeros(256, dtype=np.uint8)
-    for position, class_id in enumerate(class_ids, start=1):
-        lut[class_id] = position
-    return lut
+MAX_MASK_VALUE = 254   # stored mask values are 1..254; 0 = unlabeled, 255 = unlabeled on export
+UNLABELED_INDEX = 255  # the exported index masks' "no class" value
+
+
+@dataclass(frozen=True)
+class MaskValues:
+    """The one table between the three ways a mask pixel names a class.
+
+    - value: what stored masks hold, fixed per class (1..254, reused after a class is
+      removed), so reordering classes rewrites no mask;
+    - position: 1..K in class order (0 = unlabeled), what heads, the editor and the API use;
+    - index: 0..K-1 in class order (255 = unlabeled), what exported masks hold.
+    """
+    values: tuple[int, ...]  # the mask value of each class, in class order
+
+    @classmethod
+    def of(cls, classes) -> MaskValues:
+        """From class rows (anything with a .mask_value) in class order."""
+        return cls(tuple(int(c.mask_value) for c in classes))
+
+    def _lut(self, fill: int, start: int, source: str) -> np.ndarray:
+        lut = np.full(256, fill, np.uint8)
+        for position, value in enumerate(self.values, start=start):
+            if source == "value":
+                lut[value] = position
+            else:
+                lut[position] = value
+        return lut
+
+    def to_positions(self, mask: np.ndarray) -> np.ndarray:
+        """Stored values -> positions 1..K; values of no class -> 0."""
+        return self._lut(0, 1, "value")[np.asarray(mask, np.uint8)]
+
+    def from_positions(self, positions: np.ndarray) -> np.ndarray:
+        """Positions 1..K (0 = unlabeled) -> stored values; raises on a position past K."""
+        positions = np.asarray(positions)
+        top = int(positions.max(initial=0))
+        if top > len(self.values) or int(positions.min(initial=0)) < 0:
+            raise ImageError(f"The mask uses class {top} but there are only "
+                             f"{len(self.values)} classes.")
+        return self._lut(0, 1, "position")[positions.astype(np.uint8)]
+
+    def to_index(self, mask: np.ndarray) -> np.ndarray:
+        """Stored values -> 0-based class index, unlabeled (and unknown) -> 255."""
+        return self._lut(UNLABELED_INDEX, 0, "value")[np.asarray(mask, np.uint8)]
+
+    def from_index(self, index: np.ndarray) -> np.ndarray:
+        """0-based class index (255 = unlabeled) -> stored values (indices past K -> 0)."""
+        return self._lut(0, 0, "position")[np.asarray(index, np.uint8)]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ import numpy as np
 from PIL import Image
 
 from hitl import catalog
-from hitl.store import Store, StoreError
+from hitl.imaging import MaskValues
+from hitl.store import ClassRow, Store, StoreError
 
 USER = "import"
 SPLIT_FOLDERS = {"train", "val", "valid", "validation", "test"}
@@ -80,7 +81,7 @@ def import_labels(store: Store, source: str | Path, max_pixels: int = 100_000_00
         if image_id is None:
             continue
         try:
-            class_id = classes.get(name.strip().lower()) or _class_id(store, name, report)
+            class_id = classes.get(name.strip().lower()) or _class_row(store, name, report).id
         except StoreError as exc:
             report.problems.append(f"{path}: label {name!r} refused ({exc})")
             continue
@@ -100,12 +101,12 @@ def _check_task(store: Store, task: str) -> None:
                                 "into it. Start a new session for it.")
 
 
-def _class_id(store: Store, name: str, report: ImportReport) -> int:
+def _class_row(store: Store, name: str, report: ImportReport) -> ClassRow:
     row = store.class_by_name(name)
     if row is None:
         row = store.add_class(name, user=USER)
         report.classes_created.append(row.name)
-    return row.id
+    return row
 
 
 def _register(store: Store, paths: list[str], max_pixels: int,
@@ -218,7 +219,7 @@ def _import_masks(store: Store, folder: Path, max_pixels: int, report: ImportRep
         if path is None:
             report.problems.append(f"{m.name}: no image with the stem {m.stem!r}")
     ids = _register(store, [p for p in wanted.values() if p is not None], max_pixels, report)
-    lut: np.ndarray | None = None
+    values: MaskValues | None = None
     for m, path in wanted.items():
         if path not in ids:
             continue
@@ -240,14 +241,15 @@ def _import_masks(store: Store, folder: Path, max_pixels: int, report: ImportRep
             report.problems.append(f"{m.name}: values {sorted(unknown)} are not class indices "
                                    f"(0..{len(names) - 1}) nor 255")
             continue
-        if lut is None:  # classes are created once the first mask is known to be usable
-            lut = np.zeros(256, np.uint8)
-            for index_value, name in enumerate(names):
+        if values is None:  # classes are created once the first mask is known to be usable
+            rows = []
+            for name in names:
                 try:
-                    lut[index_value] = _class_id(store, name, report)
+                    rows.append(_class_row(store, name, report))
                 except StoreError as exc:
                     raise ImportSourceError(f"class {name!r} cannot be created: {exc}") from exc
-        mask = lut[index]
+            values = MaskValues.of(rows)
+        mask = values.from_index(index)
         if mask.any():
             store.set_mask(ids[path], mask, user=USER, source="import")
             report.masks += 1

@@ -8,7 +8,6 @@ import time
 import numpy as np
 
 from hitl import strategies
-from hitl.imaging import positions_lut
 from hitl.session import Session
 from hitl.store import StoreError
 from hitl.tasks import get_task
@@ -208,22 +207,12 @@ class Labeling:
         if positions.shape != (row.height, row.width):
             raise StoreError(f"The mask is {positions.shape[1]}x{positions.shape[0]} but the "
                              f"image is {row.width}x{row.height}.")
-        class_ids = [c.id for c in self.store.classes()]
-        if positions.max(initial=0) > len(class_ids):
-            raise StoreError(f"The mask uses class {int(positions.max())} but there are only "
-                             f"{len(class_ids)} classes.")
-        lut = np.zeros(256, dtype=np.uint8)
-        lut[1:len(class_ids) + 1] = class_ids
-        self.store.set_mask(int(image_id), lut[positions.astype(np.uint8)], user)
-        return {"ok": True, "image_id": int(image_id),
-                "labeled_pixels": int((positions > 0).sum())}
+        pixels = self.store.set_mask_positions(int(image_id), positions, user)
+        return {"ok": True, "image_id": int(image_id), "labeled_pixels": pixels}
 
     def mask_positions(self, image_id: int) -> np.ndarray | None:
         """The stored mask as class positions (1-based), for the editor and the API."""
-        mask = self.store.mask(int(image_id))
-        if mask is None:
-            return None
-        return positions_lut([c.id for c in self.store.classes()])[mask]
+        return self.store.mask_positions(int(image_id))
 
     def skip(self, image_id: int, user: str = "local") -> dict:
         self.store.skip(int(image_id), user)

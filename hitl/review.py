@@ -14,7 +14,6 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from hitl.imaging import positions_lut
 from hitl.ml import heads
 from hitl.ml.similar import nearest
 from hitl.ml.suspects import classification_oos, segmentation_oos
@@ -299,13 +298,13 @@ class SuspectRefresher:
     def _segmentation(self, cache, class_ids: list[int]) -> pd.DataFrame | None:
         if len(class_ids) < 2:
             return None
-        lut = positions_lut(class_ids)
+        to_positions = self.store.mask_values().to_positions
         ids, grids, targets, weights, masks = [], [], [], [], []
         for image_id in self.store.masked_ids()[-MAX_SUSPECT_MASKS:].tolist():
             grid, mask = cache.get_patches(image_id), self.store.mask(image_id)
             if grid is None or mask is None:
                 continue
-            positions = lut[mask]
+            positions = to_positions(mask)
             t, w = heads.mask_to_patch_targets(positions, grid.shape[:2], len(class_ids))
             ids.append(image_id)
             grids.append(grid)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,8 +22,62 @@ import pandas as pd
 from hitl import imaging, strategies
 from hitl.tasks import get_task
 
-# Each entry moves the schema one version forward. Never edit a released entry: append.
-MIGRATIONS: list[str] = [
+
+def _free_mask_value(used: set[int]) -> int:
+    """The smallest mask value no live class holds: values of removed classes come back."""
+    return next(v for v in range(1, imaging.MAX_MASK_VALUE + 1) if v not in used)
+
+
+def _clear_mask_values(cur, keep: np.ndarray) -> int:
+    """Zero every stored mask pixel (current masks and undo copies) whose value is not kept.
+
+    A value is reused by the next class added, so no PNG may still hold it: an undo would
+    otherwise paint the old class's pixels as the new one. Returns the masks touched."""
+    touched = 0
+    for image_id, png in cur.execute("SELECT image_id, png FROM masks").fetchall():
+        mask = imaging.png_to_mask(png)
+        drop = ~keep[mask] & (mask > 0)
+        if drop.any():
+            mask[drop] = 0
+            touched += 1
+            if mask.any():
+                cur.execute("UPDATE masks SET png = ?, labeled_pixels = ? WHERE image_id = ?",
+                            [imaging.mask_to_png(mask), int((mask > 0).sum()), image_id])
+            else:
+                cur.execute("DELETE FROM masks WHERE image_id = ?", [image_id])
+    for event_id, png in cur.execute(
+            "SELECT id, prev_png FROM events WHERE prev_png IS NOT NULL").fetchall():
+        mask = imaging.png_to_mask(png)
+        drop = ~keep[mask] & (mask > 0)
+        if drop.any():
+            mask[drop] = 0
+            cur.execute("UPDATE events SET prev_png = ? WHERE id = ?",
+                        [imaging.mask_to_png(mask) if mask.any() else None, event_id])
+    return touched
+
+
+def _bounded_mask_values(cur) -> None:
+    """Migration 4. Masks held class ids, which grow forever and overflow 8 bits after 254
+    classes; now each class has a mask value 1..254, reused after removal. A class keeps
+    its id as its value where the id fits (so its pixels need no rewrite); pixels naming no
+    live class (an undo after their class was removed) are cleared, so a reused value
+    never revives them."""
+    cur.execute("ALTER TABLE classes ADD COLUMN mask_value INTEGER")
+    ids = [r[0] for r in cur.execute("SELECT id FROM classes ORDER BY id").fetchall()]
+    values = {i: i for i in ids if i <= imaging.MAX_MASK_VALUE}
+    keep = np.zeros(256, bool)
+    keep[list(values.values())] = True
+    _clear_mask_values(cur, keep)  # before a dead value is handed to a class below
+    for class_id in ids:
+        if class_id not in values:
+            values[class_id] = _free_mask_value(set(values.values()))
+    for class_id, value in values.items():
+        cur.execute("UPDATE classes SET mask_value = ? WHERE id = ?", [value, class_id])
+
+
+# Each entry moves the schema one version forward: SQL, or a function of the connection.
+# Never edit a released entry: append.
+MIGRATIONS: list[str | Callable[[duckdb.DuckDBPyConnection], None]] = [
     # 1: classification sessions
     """
     CREATE SEQUENCE seq_images START 1;
@@ -86,8 +140,9 @@ MIGRATIONS: list[str] = [
         image_id INTEGER PRIMARY KEY, label_class_id INTEGER, predicted_class_id INTEGER,
         score FLOAT, model_version INTEGER, computed_at TIMESTAMP);
     """,
+    # 4: bounded mask values (a Python step: it rewrites mask PNGs)
+    _bounded_mask_values,
 ]
-SCHEMA_VERSION = len(MIGRATIONS)
 
 PALETTE = [
     "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
@@ -100,7 +155,7 @@ SESSION_TABLES = ("settings", "images", "classes", "labels", "masks", "skips", "
 LABEL_SOURCES = {"label": "click"}
 UNDOABLE = ("label", "mask", "skip", "reject", "keep", "unlabel")
 MAX_CLASS_NAME = 64
-MAX_CLASSES = 254  # mask PNGs store class ids in 8 bits; 0 means unlabeled
+MAX_CLASSES = imaging.MAX_MASK_VALUE  # one mask value 1..254 per class; 0 means unlabeled
 
 
 class StoreError(ValueError):
@@ -125,6 +180,13 @@ class ClassRow:
     name: str
     colour: str
     position: int
+    mask_value: int = 0  # what this class's pixels hold in stored masks (1..254)
+
+
+CLASS_COLUMNS = "id, name, colour, position, mask_value"
+
+
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def split_for(image_id: int, val_every: int = 5) -> str:
@@ -221,7 +283,11 @@ class Store:
                              f"this one knows {SCHEMA_VERSION}). Upgrade hitl to open it.")
         for number in range(version + 1, SCHEMA_VERSION + 1):
             con.execute("BEGIN TRANSACTION")
-            con.execute(MIGRATIONS[number - 1])
+            step = MIGRATIONS[number - 1]
+            if callable(step):
+                step(con)
+            else:
+                con.execute(step)
             con.execute("INSERT INTO schema_version VALUES (?)", [number])
             con.execute("COMMIT")
 
@@ -345,10 +411,14 @@ class Store:
     # ---- classes -------------------------------------------------------------------------
     def classes(self) -> list[ClassRow]:
         return [ClassRow(*r) for r in self._rows(
-            "SELECT id, name, colour, position FROM classes ORDER BY position, id")]
+            f"SELECT {CLASS_COLUMNS} FROM classes ORDER BY position, id")]
+
+    def mask_values(self) -> imaging.MaskValues:
+        """The table between stored mask values, class positions and export indices."""
+        return imaging.MaskValues.of(self.classes())
 
     def class_by_name(self, name: str) -> ClassRow | None:
-        rows = self._rows("SELECT id, name, colour, position FROM classes "
+        rows = self._rows(f"SELECT {CLASS_COLUMNS} FROM classes "
                           "WHERE lower(name) = lower(?)", [name.strip()])
         return ClassRow(*rows[0]) if rows else None
 
@@ -369,9 +439,10 @@ class Store:
                 raise StoreError(f"A session can have at most {MAX_CLASSES} classes.")
             used = {r[0] for r in cur.execute("SELECT colour FROM classes").fetchall()}
             colour = next((c for c in PALETTE if c not in used), _colour_for(count))
-            row = cur.execute("INSERT INTO classes (name, colour, position) VALUES (?, ?, ?) "
-                              "RETURNING id, name, colour, position",
-                              [clean, colour, top + 1]).fetchone()
+            values = {r[0] for r in cur.execute("SELECT mask_value FROM classes").fetchall()}
+            row = cur.execute("INSERT INTO classes (name, colour, position, mask_value) "
+                              f"VALUES (?, ?, ?, ?) RETURNING {CLASS_COLUMNS}",
+                              [clean, colour, top + 1, _free_mask_value(values)]).fetchone()
             self._event(cur, user, "class_add", class_id=row[0], detail={"name": clean})
             return ClassRow(*row)
         row = self._write(add)
@@ -407,29 +478,20 @@ class Store:
     def remove_class(self, class_id: int, user: str = "local") -> dict[str, int]:
         """Delete a class with its labels and its mask pixels, in one transaction."""
         def remove(cur):
-            name = cur.execute("SELECT name FROM classes WHERE id = ?", [class_id]).fetchone()
-            if name is None:
+            row = cur.execute("SELECT name, mask_value FROM classes WHERE id = ?",
+                              [class_id]).fetchone()
+            if row is None:
                 raise StoreError(f"There is no class with id {class_id}.")
             labels = cur.execute("DELETE FROM labels WHERE class_id = ? RETURNING image_id",
                                  [class_id]).fetchall()
-            touched = 0
-            for image_id, png in cur.execute("SELECT image_id, png FROM masks").fetchall():
-                mask = imaging.png_to_mask(png)
-                hit = mask == class_id
-                if hit.any():
-                    mask[hit] = 0
-                    touched += 1
-                    if mask.any():
-                        cur.execute("UPDATE masks SET png = ?, labeled_pixels = ? "
-                                    "WHERE image_id = ?",
-                                    [imaging.mask_to_png(mask), int((mask > 0).sum()), image_id])
-                    else:
-                        cur.execute("DELETE FROM masks WHERE image_id = ?", [image_id])
+            keep = np.ones(256, bool)
+            keep[row[1]] = False
+            touched = _clear_mask_values(cur, keep)
             cur.execute("DELETE FROM classes WHERE id = ?", [class_id])
             cur.execute("DELETE FROM predictions")
             cur.execute("DELETE FROM seg_predictions")
             self._event(cur, user, "class_remove", class_id=class_id,
-                        detail={"name": name[0], "labels": len(labels), "masks": touched})
+                        detail={"name": row[0], "labels": len(labels), "masks": touched})
             return {"labels": len(labels), "masks": touched}
         result = self._write(remove)
         self._pred_cache = None
@@ -480,17 +542,39 @@ class Store:
 
     def set_mask(self, image_id: int, mask: np.ndarray, user: str = "local",
                  source: str = "mask") -> None:
-        """Store one image's mask (uint8 class ids, 0 = unlabeled) as PNG bytes."""
-        png = imaging.mask_to_png(mask)
-        labeled = int((mask > 0).sum())
+        """Store one image's mask (uint8 mask values of classes, 0 = unlabeled) as a PNG."""
+        self._save_mask(image_id, lambda values: mask, user, source)
 
+    def set_mask_positions(self, image_id: int, positions: np.ndarray, user: str = "local",
+                           source: str = "mask") -> int:
+        """Store a mask given as class positions (1..K in class order, 0 = unlabeled), as the
+        editor and the API send it; converted with the classes of the same transaction.
+        Returns the number of labeled pixels."""
+        positions = np.asarray(positions)
+        self._save_mask(image_id, lambda values: values.from_positions(positions), user, source)
+        return int((positions > 0).sum())
+
+    def mask_positions(self, image_id: int) -> np.ndarray | None:
+        """One image's stored mask as class positions (1..K, 0 = unlabeled), or None."""
+        mask = self.mask(image_id)
+        return None if mask is None else self.mask_values().to_positions(mask)
+
+    def _save_mask(self, image_id: int, encode, user: str, source: str) -> None:
         def save(cur):
             self._require_image(cur, image_id)
-            ids = {r[0] for r in cur.execute("SELECT id FROM classes").fetchall()}
+            rows = cur.execute(f"SELECT {CLASS_COLUMNS} FROM classes "
+                               "ORDER BY position, id").fetchall()
+            try:
+                mask = np.asarray(encode(imaging.MaskValues.of(ClassRow(*r) for r in rows)))
+                png = imaging.mask_to_png(mask)
+            except imaging.ImageError as exc:
+                raise StoreError(str(exc)) from exc
+            labeled = int((mask > 0).sum())
             present = set(np.unique(mask).tolist()) - {0}
-            if not present <= ids:
-                raise StoreError(f"The mask uses class ids that do not exist: "
-                                 f"{sorted(present - ids)}.")
+            live = {r[4] for r in rows}
+            if not present <= live:
+                raise StoreError(f"The mask uses values that no class holds: "
+                                 f"{sorted(present - live)}.")
             _, skipped, prev_png = self._prior_state(cur, image_id)
             if labeled:
                 cur.execute("INSERT OR REPLACE INTO masks VALUES (?, ?, ?, ?, ?)",

@@ -64,10 +64,10 @@ def make_segmentation(tmp: Path, count: int = 6) -> tuple[Store, dict[str, np.nd
     store = Store(tmp / "session" / "hitl.duckdb")
     catalog.register(store, [str(images)])
     store.lock_task("segmentation")
-    ids = [store.add_class(n).id for n in demo.SEG_CLASSES]
-    store.reorder_classes(ids[::-1])
-    lut = np.zeros(256, np.uint8)
-    lut[1:len(ids) + 1] = ids
+    rows = [store.add_class(n) for n in demo.SEG_CLASSES]
+    store.reorder_classes([c.id for c in rows][::-1])
+    lut = np.zeros(256, np.uint8)  # ground-truth value k (k-th SEG_CLASS) -> stored value
+    lut[1:len(rows) + 1] = [c.mask_value for c in rows]
     masks = {}
     for row in store.images_by_ids(store.readable_image_ids()):
         mask = lut[demo.ground_truth_mask(tmp / "demo", row.filename)]
@@ -152,15 +152,15 @@ def test_masks_are_class_indices_with_palette_and_labelmap(seg_store, tmp_path):
     store, masks = seg_store
     out = export(store, "masks", tmp_path / "m")
     classes = store.classes()
-    index_of = {c.id: i for i, c in enumerate(classes)}
+    index_of = {c.mask_value: i for i, c in enumerate(classes)}
     for name, mask in masks.items():
         stem = Path(name).stem
         with Image.open(out / "masks" / f"{stem}.png") as img:
             assert img.mode == "L"
             index = np.array(img)
         expected = np.full(mask.shape, 255, np.uint8)
-        for class_id, i in index_of.items():
-            expected[mask == class_id] = i
+        for value, i in index_of.items():
+            expected[mask == value] = i
         np.testing.assert_array_equal(index, expected)
         with Image.open(out / "masks_palette" / f"{stem}.png") as shown:
             assert shown.mode == "P"
@@ -192,8 +192,9 @@ def test_coco_decodes_to_the_stored_masks(seg_store, tmp_path):
         assert (info["height"], info["width"]) == stored.shape
         rebuilt = np.zeros_like(stored)
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=[image_id])):
-            rebuilt[coco.annToMask(ann) > 0] = classes[ann["category_id"] - 1].id
-            assert ann["area"] == int((stored == classes[ann["category_id"] - 1].id).sum())
+            value = classes[ann["category_id"] - 1].mask_value
+            rebuilt[coco.annToMask(ann) > 0] = value
+            assert ann["area"] == int((stored == value).sum())
         np.testing.assert_array_equal(rebuilt, stored)
 
 

@@ -140,15 +140,15 @@ def test_remove_class_deletes_labels_and_mask_pixels(tmp_path):
     store.set_label(1, a.id)
     store.set_label(2, b.id)
     mask = np.zeros((4, 4), np.uint8)
-    mask[:2] = a.id
-    mask[2:] = b.id
+    mask[:2] = a.mask_value
+    mask[2:] = b.mask_value
     store.set_mask(3, mask)
-    only_a = np.full((4, 4), a.id, np.uint8)
+    only_a = np.full((4, 4), a.mask_value, np.uint8)
     store.set_mask(2, only_a)
     result = store.remove_class(a.id)
     assert result == {"labels": 1, "masks": 2}
     assert store.label_of(1) is None and store.label_of(2) == b.id
-    assert (store.mask(3) == np.where(mask == a.id, 0, mask)).all()
+    assert (store.mask(3) == np.where(mask == a.mask_value, 0, mask)).all()
     assert store.mask(2) is None  # nothing left labeled in it
     assert [c.name for c in store.classes()] == ["b"]
     store.close()
@@ -179,7 +179,7 @@ def test_unknown_ids_get_clear_errors(tmp_path):
         store.set_label(99, cls.id)
     with pytest.raises(StoreError, match="no class with id 42"):
         store.set_label(1, 42)
-    with pytest.raises(StoreError, match="do not exist"):
+    with pytest.raises(StoreError, match="no class holds"):
         store.set_mask(1, np.full((2, 2), 7, np.uint8))
     store.close()
 

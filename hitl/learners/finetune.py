@@ -17,7 +17,7 @@ from PIL import Image
 
 from hitl import metrics
 from hitl.backbones import create_model, pick_device
-from hitl.imaging import ImageError, load_image, positions_lut
+from hitl.imaging import ImageError, MaskValues, load_image
 from hitl.ml import heads
 from hitl.ml.finetune import ClassifierFinetuner, SegFinetuner
 from hitl.settings import Settings
@@ -40,6 +40,7 @@ class _FinetuneBase:
         self.device = pick_device(settings.device)
         self.name = settings.finetune_model
         self.class_ids: list[int] = []
+        self.mask_values = MaskValues(())  # stored mask values -> positions of class_ids
         self.model = None
         self.version: int | None = None
         self.rounds_left = 0
@@ -77,7 +78,9 @@ class _FinetuneBase:
         return img
 
     def _sync_classes(self) -> list[int]:
-        ids = [c.id for c in self.store.classes()]
+        rows = self.store.classes()
+        self.mask_values = MaskValues.of(rows)
+        ids = [c.id for c in rows]
         if self.class_ids and ids[:len(self.class_ids)] != self.class_ids:
             self.model = None  # removed or reordered: columns no longer mean the same
             self.checkpoint.unlink(missing_ok=True)
@@ -238,7 +241,7 @@ class FinetuneSegmenter(_FinetuneBase):
         mask = self.store.mask(image_id)
         if mask is None:
             return None
-        return positions_lut(class_ids)[mask]
+        return self.mask_values.to_positions(mask)
 
     def _pairs(self, ids: np.ndarray, class_ids: list[int]):
         images, masks = [], []

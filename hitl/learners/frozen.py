@@ -13,7 +13,7 @@ import pandas as pd
 
 from hitl import metrics
 from hitl.backbones import create_model, pick_device
-from hitl.imaging import ImageError, load_image, positions_lut
+from hitl.imaging import ImageError, MaskValues, load_image
 from hitl.ml import heads
 from hitl.ml.features import FeatureCache, FeatureExtractor
 from hitl.settings import Settings
@@ -39,11 +39,14 @@ class _FrozenBase:
         self.extractor = FeatureExtractor(loaded, batch_size=settings.batch_size)
         self.head = None
         self.class_ids: list[int] = []
+        self.mask_values = MaskValues(())  # stored mask values -> positions of class_ids
         self.version: int | None = None
 
     def _classes(self) -> list[int]:
         """Current class ids in order; drops the head when a class it knew has gone."""
-        ids = [c.id for c in self.store.classes()]
+        rows = self.store.classes()
+        self.mask_values = MaskValues.of(rows)
+        ids = [c.id for c in rows]
         if self.class_ids and not set(self.class_ids) <= set(ids):
             self.head = None
         if ids != self.class_ids:
@@ -272,7 +275,7 @@ class FrozenSegmenter(_FrozenBase):
     def _train(self, class_ids: list[int]) -> None:
         start = time.perf_counter()
         self.trainer.update(state="training", message="training the head")
-        lut = positions_lut(class_ids)
+        to_positions = self.mask_values.to_positions
         k = len(class_ids)
         train_ids = self.store.masked_ids("train")
         if train_ids.size == 0:
@@ -282,7 +285,7 @@ class FrozenSegmenter(_FrozenBase):
             grid, mask = self._grid(image_id), self.store.mask(image_id)
             if grid is None or mask is None:
                 continue
-            t, w = self._patch_targets(image_id, lut[mask], grid.shape[:2], k)
+            t, w = self._patch_targets(image_id, to_positions(mask), grid.shape[:2], k)
             grids.append(grid)
             targets.append(t)
             weights.append(w)
@@ -299,7 +302,7 @@ class FrozenSegmenter(_FrozenBase):
             if grid is None or mask is None:
                 continue
             predicted, _ = self.head.predict_mask(grid, mask.shape)
-            iou.add(lut[mask], predicted)
+            iou.add(to_positions(mask), predicted)
         self.store.record_model(
             version, "segmentation", self.settings.backbone, "frozen",
             int(len(self.store.masked_ids())), val_miou=iou.mean(),
