@@ -14,6 +14,7 @@ from PIL import Image
 
 from hitl import demo as demo_set
 from hitl.tokens import TokenChecker, add_token, read_tokens, tokens_path
+from tests.conftest import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -236,3 +237,32 @@ def test_without_logins_only_local_clients(session_factory):
         Gate().caller(request("10.1.2.3"), service)
     assert exc.value.status == 403
     assert Gate(allow_anonymous=True).caller(request("10.1.2.3"), service).name == "local"
+
+
+def raw_call(http: httpx.Client, name: str, data: list) -> object:
+    """Gradio's raw HTTP API: POST the inputs, then read the result's event stream."""
+    import json
+    event_id = http.post(f"gradio_api/call/{name}", json={"data": data}).json()["event_id"]
+    text = http.get(f"gradio_api/call/{name}/{event_id}").text
+    lines = text.strip().splitlines()
+    assert lines[-2] == "event: complete", text
+    return json.loads(lines[-1].removeprefix("data: "))[0]
+
+
+def test_raw_gradio_calls_leave_no_session_behind(app_factory):
+    app = app_factory(task="classification", train=False)
+    holder, queue = app.demo.state_holder, app.demo._queue
+    with httpx.Client(base_url=app.url, timeout=60) as http:
+        raw_call(http, "classes", [])
+        before = len(holder.session_data)
+        for _ in range(30):
+            assert raw_call(http, "classes", []) == list(demo_set.SHAPES)
+            view = raw_call(http, "next_image", ["sequential", None])
+            assert raw_call(http, "skip", [view["image_id"]])["ok"]
+    wait_for(lambda: len(holder.session_data) <= before, timeout=10)
+    wait_for(lambda: len(queue.pending_messages_per_session) <= before, timeout=10)
+    wait_for(lambda: len(queue.pending_event_ids_session) <= before, timeout=10)
+    # a client that names its session (gradio_client, the page) keeps it
+    client = app.client()
+    assert client.predict(api_name="/classes") == list(demo_set.SHAPES)
+    assert client.session_hash in holder.session_data

@@ -4,10 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from hitl import api
 from hitl.labeling import Labeling
+from hitl.raw_calls import ForgetRawCalls
 from hitl.rest import PREFIX as REST_PREFIX
 from hitl.rest import Gate, build_api, gradio_cookie_user
 from hitl.session import Session
@@ -94,6 +96,8 @@ def launch(demo: gr.Blocks, session: Session, auth=None, tokens: TokenChecker | 
     demo.queue(default_concurrency_limit=8)
     rest = settings.rest if rest is None else rest
     app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
+    app_kwargs["middleware"] = [Middleware(ForgetRawCalls, blocks=demo),
+                                *(app_kwargs.get("middleware") or [])]
     if rest:
         gate = Gate(logins=bool(auth), tokens=tokens, allow_anonymous=settings.allow_anonymous,
                     cookie_user=gradio_cookie_user(demo))
