@@ -76,6 +76,7 @@ def import_labels(store: Store, source: str | Path, max_pixels: int = 100_000_00
     _check_task(store, "classification")
     ids = _register(store, [p for p, _ in pairs], max_pixels, report)
     classes: dict[str, int] = {}
+    labeled: dict[int, int] = {}  # image id -> class id, written in one transaction below
     for path, name in pairs:
         image_id = ids.get(path)
         if image_id is None:
@@ -86,8 +87,9 @@ def import_labels(store: Store, source: str | Path, max_pixels: int = 100_000_00
             report.problems.append(f"{path}: label {name!r} refused ({exc})")
             continue
         classes[name.strip().lower()] = class_id
-        store.set_label(image_id, class_id, user=USER, source="import")
+        labeled[image_id] = class_id
         report.labels += 1
+    store.set_labels(list(labeled), list(labeled.values()), user=USER, source="import")
     if report.labels:
         store.lock_task("classification", user=USER)
     return report

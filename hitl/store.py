@@ -540,6 +540,52 @@ class Store:
         self._write(label)
         self._touch()
 
+    def set_labels(self, image_ids: Sequence[int], class_ids: Sequence[int],
+                   user: str = "import", source: str = "import") -> int:
+        """Store many images' classes in one transaction (imports): set-based SQL with the same
+        rows and undoable events as set_label; for an image named twice the last class wins.
+        Returns how many images were labeled; an unknown image or class refuses them all."""
+        frame = pd.DataFrame({"image_id": np.asarray(image_ids, dtype=np.int64),
+                              "class_id": np.asarray(class_ids, dtype=np.int64)})
+        if frame.empty:
+            return 0
+        frame = frame.drop_duplicates("image_id", keep="last").reset_index(drop=True)
+        frame["ord"] = np.arange(len(frame))
+
+        def write(cur):
+            cur.register("bulk_labels", frame)
+            try:
+                missing = cur.execute("SELECT image_id FROM bulk_labels WHERE image_id NOT IN "
+                                      "(SELECT id FROM images) LIMIT 1").fetchall()
+                if missing:
+                    raise StoreError(f"There is no image with id {missing[0][0]}.")
+                missing = cur.execute("SELECT class_id FROM bulk_labels WHERE class_id NOT IN "
+                                      "(SELECT id FROM classes) LIMIT 1").fetchall()
+                if missing:
+                    raise StoreError(f"There is no class with id {missing[0][0]}.")
+                now = _now()
+                cur.execute(
+                    'INSERT INTO events ("at", "user", action, image_id, class_id, prev_class_id, '
+                    "prev_skipped) SELECT $now, $user, $action, b.image_id, b.class_id, "
+                    "l.class_id, s.image_id IS NOT NULL FROM bulk_labels b "
+                    "LEFT JOIN labels l ON l.image_id = b.image_id "
+                    "LEFT JOIN skips s ON s.image_id = b.image_id ORDER BY b.ord",
+                    {"now": now, "user": user, "action": source})
+                cur.execute(
+                    "INSERT OR REPLACE INTO labels (image_id, class_id, \"user\", created_at, "
+                    "shown_class_id, shown_model_version, source) SELECT image_id, class_id, "
+                    "$user, $now, NULL, NULL, $source FROM bulk_labels",
+                    {"now": now, "user": user, "source": LABEL_SOURCES.get(source, source)})
+                for table in ("skips", "leases"):
+                    cur.execute(f"DELETE FROM {table} WHERE image_id IN "
+                                "(SELECT image_id FROM bulk_labels)")
+            finally:
+                cur.unregister("bulk_labels")
+            return len(frame)
+        count = self._write(write)
+        self._touch()
+        return count
+
     def set_mask(self, image_id: int, mask: np.ndarray, user: str = "local",
                  source: str = "mask") -> None:
         """Store one image's mask (uint8 mask values of classes, 0 = unlabeled) as a PNG."""

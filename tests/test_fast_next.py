@@ -66,3 +66,35 @@ def test_random_finds_the_last_open_images():
     nearly_done = OpenIndex(index.readable, blocked, np.array([], dtype=np.int64), index.orders)
     assert sorted(fast_order("random", nearly_done, seed=4)) == sorted(last)
     assert fast_order("class", nearly_done, class_id=99).size == 0
+
+
+def test_bulk_labels_are_one_transaction_with_undoable_events(tmp_path):
+    import pytest
+
+    from hitl.store import Store, StoreError
+    from tests.test_store import add_images
+    store = Store(tmp_path / "s.duckdb")
+    add_images(store, 50)
+    cat, dog = store.add_class("cat").id, store.add_class("dog").id
+    store.set_label(3, cat, "ann")
+    store.skip(4, "ann")
+    count = store.set_labels([1, 2, 3, 4, 2], [cat, cat, dog, dog, dog], user="bob",
+                             source="label")
+    assert count == 4  # image 2 twice: the last class wins
+    labels = store.label_rows().set_index("image_id")
+    assert labels.loc[[1, 2, 3, 4], "label"].tolist() == ["cat", "dog", "dog", "dog"]
+    assert set(labels.loc[[1, 2, 3, 4], "user"]) == {"bob"}
+    assert not store.is_skipped(4)
+    with pytest.raises(StoreError, match="no image with id 999"):
+        store.set_labels([5, 999], [cat, cat])
+    with pytest.raises(StoreError, match="no class with id 77"):
+        store.set_labels([5], [77])
+    assert store.label_of(5) is None  # a refused batch writes nothing
+    # each label is its own undoable event, with what it replaced
+    assert store.undo("bob") == 2 and store.label_of(2) is None  # events in the given order
+    assert store.undo("bob") == 4 and store.is_skipped(4) and store.label_of(4) is None
+    assert store.undo("bob") == 3 and store.label_of(3) == cat
+    assert store.set_labels([], []) == 0
+    assert store.set_labels([7], [cat]) == 1  # an import: recorded, like set_label's imports
+    assert store.events(1)["action"].tolist() == ["import"]
+    store.close()
