@@ -167,6 +167,23 @@ class Review:
         self.store.keep_label(int(image_id), user)
         return {"ok": True, "image_id": int(image_id)}
 
+    def relabel(self, user: str, image_id: int, class_name: str) -> dict:
+        """Give a suspect (or any image) another class, recorded as a deliberate label."""
+        self._classification_only()
+        cls, image_id = self._class(class_name), int(image_id)
+        if self.store.image(image_id) is None:
+            raise StoreError(f"There is no image with id {image_id}.")
+        self.store.set_label(image_id, cls.id, user)
+        return {"ok": True, "image_id": image_id, "label": cls.name}
+
+    def undo(self, user: str) -> dict:
+        """Undo the caller's last action; a whole page when it was a page."""
+        done = self.store.undo_details(user)
+        if done is None:
+            return {"ok": False, "error": "Nothing to undo.", "image_ids": []}
+        return {"ok": True, "image_id": done["image_id"], "image_ids": done["image_ids"],
+                "page": done["batch_id"] is not None}
+
     def remove(self, user: str, image_id: int) -> dict:
         """Remove a suspect's label (or mask), undoably."""
         image_id = int(image_id)
@@ -372,6 +389,13 @@ class ReviewService:
 
     def remove_suspect(self, caller, image_id: int) -> dict:
         return self._answer(self.review.remove, caller.name, image_id)
+
+    def relabel_suspect(self, caller, image_id: int, class_name: str) -> dict:
+        return self._answer(self.review.relabel, caller.name, image_id, class_name)
+
+    def undo_page(self, caller) -> dict:
+        """Undo the caller's last action, a whole review page at once; says which images."""
+        return self._answer(self.review.undo, caller.name)
 
     def similar(self, caller, image_id: int, n: int = 24) -> dict:
         """The n unlabeled images nearest to image_id, leased to the caller as a page."""

@@ -12,10 +12,11 @@ from hitl.labeling import Labeling
 from hitl.raw_calls import ForgetRawCalls
 from hitl.rest import PREFIX as REST_PREFIX
 from hitl.rest import Gate, build_api, gradio_cookie_user
+from hitl.review import ReviewService
 from hitl.session import Session
 from hitl.settings import Settings
 from hitl.tokens import TokenChecker
-from hitl.ui import classes, classification, segmentation, session_tab
+from hitl.ui import classes, classification, review, segmentation, session_tab
 from hitl.ui.common import user_of
 
 KEYS_JS = (Path(__file__).with_name("keys.js")).read_text()
@@ -48,6 +49,7 @@ def build_app(session: Session) -> gr.Blocks:
                 seg = segmentation.build(labeling)
             with gr.Tab("Classes", id="classes") as classes_tab:
                 cm = classes.build(session)
+            review.add_tab(ReviewService.of(session))
             with gr.Tab("Session", id="session") as sess_tab:
                 session_tab.build(session)
         api.register(labeling)
