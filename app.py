@@ -202,8 +202,7 @@ def api_tokens(settings: Settings) -> TokenChecker | None:
 
 
 def authenticator(settings: Settings) -> Authenticator | None:
-    hashed = read_auth_file(settings.auth_file) if settings.auth_file else None
-    auth = Authenticator(settings.auth, hashed)
+    auth = Authenticator.from_settings(settings)
     return auth if auth else None
 
 

@@ -1,4 +1,4 @@
-"""2. Labeling.next_image server time, every classification strategy, 100,000 images catalogued.
+"""2. Service.next_image server time, every classification strategy, 100,000 images catalogued.
 
 Setup: 100k image rows (added with Store.add_images; next_image never opens the files),
 3 classes, predictions for all 100k from random probabilities (Store.write_predictions),
@@ -83,7 +83,7 @@ def main(argv=None) -> dict:
 
     import numpy as np
 
-    from hitl.labeling import Labeling
+    from hitl.service import Caller, Service
     from hitl.strategies import CLASSIFICATION_STRATEGIES
 
     tmp = fresh_dir("next")
@@ -93,7 +93,8 @@ def main(argv=None) -> dict:
         report.details["setup_s"] = round(t.seconds, 2)
         report.details.update(setup)
         report.add("write_predictions for 100k images", setup["write_predictions_100k_s"], "s")
-        labeling = Labeling(session)
+        service = Service(session)
+        me = Caller(USER, "admin")
         store = session.store
         rng = np.random.default_rng(1)
         # the query every strategy starts with, alone
@@ -108,10 +109,10 @@ def main(argv=None) -> dict:
         worst = 0.0
         for strategy in CLASSIFICATION_STRATEGIES:
             times, fell_back, empty = [], 0, 0
-            labeling.next_image("classification", strategy, "dog", USER)   # warm-up
+            service.next_image(me, "classification", strategy, "dog")   # warm-up
             for i in range(calls):
                 with Timer() as t:
-                    view = labeling.next_image("classification", strategy, "dog", USER)
+                    view = service.next_image(me, "classification", strategy, "dog")
                 times.append(t.seconds * 1000)
                 if view.get("strategy") != strategy:
                     fell_back += 1
@@ -119,7 +120,7 @@ def main(argv=None) -> dict:
                     empty += 1
                     continue
                 with Timer() as t:
-                    labeling.annotate(view["image_id"], CLASSES[int(rng.integers(3))], USER)
+                    service.annotate(me, view["image_id"], CLASSES[int(rng.integers(3))])
                 annotate_ms.append(t.seconds * 1000)
             s = summary(times)
             report.details[strategy] = s | {"fell_back": fell_back, "no_image": empty}

@@ -3,7 +3,7 @@
 A real Session (frozen mode, default backbone vit_small_patch16_dinov3, random init) over
 10,000 generated image files. The FeatureCache is pre-filled under the exact key the
 FrozenClassifier uses with random 384-d float16 vectors, so the trainer never extracts. With
-the trainer idle and a model published, each round calls Labeling.annotate() and polls the
+the trainer idle and a model published, each round calls Service.annotate() and polls the
 predictions table (its own DuckDB cursor) until all 10,000 rows carry a model version newer
 than the one current at the call. Target: <= 2 s. The trainer's debounce (0.15-0.6 s) is
 part of the measured time, as it is for a user.
@@ -34,8 +34,8 @@ def main(argv=None) -> dict:
     import torch
 
     from hitl.backbones import create_model
-    from hitl.labeling import Labeling
     from hitl.ml.features import FeatureCache, FeatureExtractor
+    from hitl.service import Caller, Service
     from hitl.session import Session
     from hitl.settings import Settings
 
@@ -65,9 +65,10 @@ def main(argv=None) -> dict:
         cache = FeatureCache(settings.features_dir, key)
         cache.put_global(ids, rng.normal(0, 1, (count, dim)).astype(np.float16))
 
-        labeling = Labeling(session)
+        service = Service(session)
+        me = Caller("bench", "admin")
         for image_id in rng.choice(ids, first_labels, replace=False).tolist():
-            labeling.annotate(image_id, CLASSES[image_id % 3], "bench")
+            service.annotate(me, image_id, CLASSES[image_id % 3])
 
         cur = store._con.cursor()   # the bench's own reader, as a page would be
 
@@ -89,9 +90,9 @@ def main(argv=None) -> dict:
         for _ in range(rounds):
             time.sleep(0.3)   # the trainer is idle between a labeler's key presses
             v0 = store.latest_model()["version"]
-            view = labeling.next_image("classification", "uncertain", None, "bench")
+            view = service.next_image(me, "classification", "uncertain", None)
             start = time.perf_counter()
-            labeling.annotate(view["image_id"], CLASSES[int(rng.integers(3))], "bench")
+            service.annotate(me, view["image_id"], CLASSES[int(rng.integers(3))])
             done = wait_until(lambda: (lambda v, n: v is not None and v > v0 and n == count)(
                 *published()), timeout=60, interval=0.02)
             elapsed = time.perf_counter() - start

@@ -8,7 +8,7 @@ under the exact key FrozenSegmenter uses, so nothing else is extracted.
  9. bytes of one cached grid file (<= 1.2 MB) and FeatureCache.get_patches read time (<= 20 ms)
  7. save a mask and show the next image, server time (<= 300 ms p95): what the Segmentation
     tab's save handler does — layers_to_positions, Letterbox.merge_edit,
-    Labeling.annotate_positions, next_image('segmentation', 'random'), then the render:
+    Service.annotate_positions, next_image('segmentation', 'random'), then the render:
     display_image, mask_positions, editor_value (+ editor_files, the page's own encoding, when
     present). Also reported with Gradio's own ImageEditor postprocess of what the page sends
     and preprocess of what the browser sends back (PNG decode) added.
@@ -67,10 +67,10 @@ def run(args) -> dict:
 
     from hitl.backbones import create_model
     from hitl.imaging import load_image
-    from hitl.labeling import Labeling
     from hitl.learners.frozen import FrozenSegmenter
     from hitl.ml import heads
     from hitl.ml.features import FeatureCache, FeatureExtractor
+    from hitl.service import Caller, Service
     from hitl.session import Session
     from hitl.settings import Settings
 
@@ -132,7 +132,8 @@ def run(args) -> dict:
         from hitl.imaging import Letterbox
         editor = gr.ImageEditor(type="numpy", image_mode="RGBA", format="png",
                                 canvas_size=(CANVAS, CANVAS), fixed_canvas=True, layers=False)
-        labeling = Labeling(session)
+        svc = Service(session)
+        me, other = Caller(USER, "admin"), Caller("someone-else", "admin")
         colours = [c.colour for c in store.classes()]
         masks = random_masks(n_masks, SIDE, len(CLASSES), seed=1)
 
@@ -142,7 +143,7 @@ def run(args) -> dict:
             img, _ = display_image(session, image_id)
             row = store.image(image_id)
             box = Letterbox.fit(row.width, row.height, CANVAS)
-            positions = labeling.mask_positions(image_id)
+            positions = svc.mask_positions(me, image_id)["positions"]
             cs = [c.colour for c in store.classes()]
             value = editor_value(img, positions, cs, box)
             sent = to_page(value)
@@ -150,9 +151,9 @@ def run(args) -> dict:
             " ".join(c.name for c in store.classes())   # legend_text's query
             return value, box, sent
 
-        view = labeling.next_image("segmentation", "random", None, USER)
+        view = svc.next_image(me, "segmentation", "random", None)
         value, box, sent = render(view)
-        service, with_gradio, encode = [], [], []
+        server_ms, with_gradio, encode = [], [], []
         for k in range(n_saves):
             current = view["image_id"]
             # the user's strokes: a full mask painted on the canvas layer
@@ -165,17 +166,19 @@ def run(args) -> dict:
                 row = store.image(current)
                 box = Letterbox.fit(row.width, row.height, CANVAS)
                 canvas = layers_to_positions(incoming["layers"], colours)
-                positions = box.merge_edit(labeling.mask_positions(current), canvas)
-                labeling.annotate_positions(current, positions, USER)
-                view = labeling.next_image("segmentation", "random", None, USER)
+                old = svc.mask_positions(me, current)["positions"]
+                positions = box.merge_edit(old, canvas)
+                svc.annotate_positions(me, current, positions)
+                view = svc.next_image(me, "segmentation", "random", None)
                 value, box, sent = render(view)
             with Timer() as t_out:
                 editor.postprocess(sent)
-            service.append(t.seconds * 1000)
+            server_ms.append(t.seconds * 1000)
             encode.append((t_in.seconds + t_out.seconds) * 1000)
             with_gradio.append((t.seconds + t_in.seconds + t_out.seconds) * 1000)
-            assert np.array_equal(labeling.mask_positions(current), masks[k]), "round trip"
-        s = summary(service)
+            back = svc.mask_positions(me, current)["positions"]
+            assert np.array_equal(back, masks[k]), "round trip"
+        s = summary(server_ms)
         report.details["save_and_next_ms"] = s
         report.details["gradio_editor_encode_decode_ms"] = summary(encode)
         report.add("save mask + next image, server time p95", s["p95"], "ms", "<=", 300,
@@ -187,7 +190,7 @@ def run(args) -> dict:
         # ---- 8: a training round on 100 masks ------------------------------------------------
         for k in range(n_saves, n_masks):   # the rest of the 100 masks, stored directly
             store.set_mask_positions(int(view["image_id"]), masks[k], USER)
-            view = labeling.next_image("segmentation", "random", None, USER)
+            view = svc.next_image(me, "segmentation", "random", None)
         learner = FrozenSegmenter(settings, store, session.trainer)
         assert learner.cache.dir == cache.dir, (learner.cache.dir, cache.dir)
         assert len(store.masked_ids()) == n_masks
@@ -255,10 +258,10 @@ def run(args) -> dict:
             wait_until(lambda: session.trainer.status.state == "idle", timeout=60)
             time.sleep(0.3)
             v0 = session.trainer.status.model_version
-            view = labeling.next_image("segmentation", "random", None, USER)
-            nxt = labeling.next_image("segmentation", "sequential", None, "someone-else")
+            view = svc.next_image(me, "segmentation", "random", None)
+            nxt = svc.next_image(other, "segmentation", "sequential", None)
             start = time.perf_counter()
-            labeling.annotate_positions(view["image_id"], extra[k], USER)
+            svc.annotate_positions(me, view["image_id"], extra[k])
             fresh = wait_until(lambda: (session.trainer.status.model_version or 0) > (v0 or 0),
                                timeout=60, interval=0.02)
             result = session.trainer.predicted_mask(nxt["image_id"])
@@ -270,10 +273,10 @@ def run(args) -> dict:
         more = random_masks(3, SIDE, len(CLASSES), seed=8)
         for k in range(1 if args.quick else 3):
             v0 = session.trainer.status.model_version
-            view = labeling.next_image("segmentation", "random", None, USER)
-            nxt = labeling.next_image("segmentation", "sequential", None, "someone-else")
+            view = svc.next_image(me, "segmentation", "random", None)
+            nxt = svc.next_image(other, "segmentation", "sequential", None)
             start = time.perf_counter()
-            labeling.annotate_positions(view["image_id"], more[k], USER)
+            svc.annotate_positions(me, view["image_id"], more[k])
             fresh = wait_until(lambda: (session.trainer.status.model_version or 0) > (v0 or 0),
                                timeout=60, interval=0.02)
             result = session.trainer.predicted_mask(nxt["image_id"])

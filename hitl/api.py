@@ -1,32 +1,45 @@
 """JSON endpoints for scripted clients (gradio_client), behind the same login as the page.
 
-Each function is typed, so gr.api derives the endpoint's schema from its signature. Errors
-come back as {"ok": false, "error": "..."} rather than exceptions, so a client loop can go on.
+Each function is typed, so gr.api derives the endpoint's schema from its signature; the types
+are checked again here (a client can send anything). Every call goes through the Service,
+which knows the caller's role. Errors come back as {"ok": false, "error": "..."} rather than
+exceptions, so a client loop can go on.
 """
 from __future__ import annotations
 
 import base64
 import io
-from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
-from hitl.labeling import Labeling
-from hitl.review import ReviewService
+from hitl.service import Service, one_line
 from hitl.store import StoreError
-from hitl.tasks import get_task
 
 
-def user_of(request: gr.Request | None) -> str:
-    """The Gradio login, or 'local' without auth."""
-    name = getattr(request, "username", None) if request is not None else None
-    return name or "local"
+class BadArgument(StoreError):
+    """An argument of the wrong type or size; the message names it, never echoes it whole."""
+
+
+def _int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadArgument(f"{name} must be a whole number, got {type(value).__name__}.")
+    return value
+
+
+def _str(value, name: str, limit: int = 200, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise BadArgument(f"{name} must be text, got {type(value).__name__}.")
+    if len(value) > limit:
+        raise BadArgument(f"{name} is longer than {limit} characters.")
+    return value
 
 
 def _error(exc: Exception) -> dict:
-    return {"ok": False, "error": str(exc)}
+    return {"ok": False, "error": one_line(str(exc))}
 
 
 def _decode_mask(mask_png: str) -> np.ndarray:
@@ -49,93 +62,95 @@ def encode_mask(mask: np.ndarray) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def register(labeling: Labeling) -> None:
+def register(service: Service) -> None:
     """Add every endpoint to the Blocks being built."""
-    session = labeling.session
-
-    def task() -> str:
-        return session.store.task() or "classification"
 
     def next_image(strategy: str = "uncertain", class_name: str | None = None,
                    request: gr.Request = None) -> dict:
         """The next image to label for this user (leased to them), or image_id null."""
         try:
-            view = labeling.next_image(task(), strategy, class_name, user_of(request))
-            return {k: view.get(k) for k in ("image_id", "filename", "prediction", "label",
-                                             "note", "strategy")}
+            view = service.next_image(service.caller_of(request), service.task(),
+                                      _str(strategy, "strategy", 40),
+                                      _str(class_name, "class_name", optional=True))
         except StoreError as exc:
-            return _error(exc) | {"image_id": None}
+            view = _error(exc)
+        if not view["ok"]:
+            return view | {"image_id": None}
+        return {k: view.get(k) for k in ("image_id", "filename", "prediction", "label",
+                                         "note", "strategy")}
 
     def annotate(image_id: int, label: str, request: gr.Request = None) -> dict:
         """Label one image with a class name."""
         try:
-            return labeling.annotate(image_id, label, user_of(request))
+            return service.annotate(service.caller_of(request), _int(image_id, "image_id"),
+                                    _str(label, "label"))
         except StoreError as exc:
             return _error(exc)
 
     def annotate_mask(image_id: int, mask_png: str, request: gr.Request = None) -> dict:
         """Save a mask: base64 8-bit PNG of the image's size, 0 = unlabeled, k = k-th class."""
         try:
-            return labeling.annotate_positions(image_id, _decode_mask(mask_png),
-                                               user_of(request))
+            caller = service.caller_of(request)
+            image_id = _int(image_id, "image_id")
+            return service.annotate_positions(caller, image_id,
+                                              _decode_mask(_str(mask_png, "mask_png", 2**26)))
         except StoreError as exc:
             return _error(exc)
 
-    def predicted_mask(image_id: int) -> dict:
+    def predicted_mask(image_id: int, request: gr.Request = None) -> dict:
         """The model's mask for one image (every pixel 1..K), class fractions, model version."""
         try:
-            if session.store.image(int(image_id)) is None:
-                raise StoreError(f"There is no image with id {image_id}.")
-            result = session.trainer.predicted_mask(int(image_id))
-            if result is None:
-                return {"ok": False, "error": "No segmentation model yet.", "mask_png": None}
-            names = {c.id: c.name for c in session.store.classes()}
-            return {"ok": True, "mask_png": encode_mask(result["mask"]),
-                    "fractions": {names.get(cid, str(cid)): f for cid, f in
-                                  zip(result["class_ids"], result["fractions"])},
-                    "model_version": result["model_version"]}
+            result = service.predicted_mask(service.caller_of(request),
+                                            _int(image_id, "image_id"))
         except StoreError as exc:
             return _error(exc)
+        if not result["ok"]:
+            return {"ok": False, "error": result["error"], "mask_png": None}
+        return {"ok": True, "mask_png": encode_mask(result["mask"]),
+                "fractions": result["fractions"], "model_version": result["model_version"]}
 
     def skip(image_id: int, request: gr.Request = None) -> dict:
         """Skip an image: strategies pass over it until undone."""
         try:
-            return labeling.skip(image_id, user_of(request))
+            return service.skip(service.caller_of(request), _int(image_id, "image_id"))
         except StoreError as exc:
             return _error(exc)
 
     def undo(request: gr.Request = None) -> dict:
         """Undo this user's last label, mask or skip."""
-        return labeling.undo(user_of(request))
+        return service.undo(service.caller_of(request))
 
-    def stats(live_window: int = 50) -> dict:
+    def stats(live_window: int = 50, request: gr.Request = None) -> dict:
         """Counts, model version, training state and validation numbers."""
-        return get_task(task()).stats_of(session, live_window)
+        try:
+            return service.stats(service.caller_of(request), _int(live_window, "live_window"))
+        except StoreError as exc:
+            return _error(exc)
 
-    def predictions(limit: int = 100) -> list[dict]:
+    def predictions(limit: int = 100, request: gr.Request = None) -> list[dict] | dict:
         """Current class predictions, by image id."""
-        frame = session.store.predictions_frame(limit)
-        return [{"image_id": int(r.image_id), "filename": r.filename, "label": r.label,
-                 "probability": float(r.probability), "model_version": int(r.model_version)}
-                for r in frame.itertuples()]
+        try:
+            result = service.predictions(service.caller_of(request), _int(limit, "limit"))
+        except StoreError as exc:
+            return _error(exc)
+        return result["predictions"] if result["ok"] else result
 
-    def reset_session(confirm: bool = False) -> dict:
-        """Archive the session folder and start a fresh session (needs confirm=true)."""
-        if not confirm:
-            return {"ok": False, "error": "Resetting archives every label of this session: "
-                                          "call again with confirm=true."}
-        archive = session.reset()
-        return {"ok": True, "archive": str(archive)}
+    def reset_session(confirm: bool = False, request: gr.Request = None) -> dict:
+        """Archive the session folder and start a fresh session (admin; needs confirm=true)."""
+        result = service.reset(service.caller_of(request), confirm)
+        if result["ok"]:
+            return {"ok": True, "archive": result["archive"]}
+        return result
 
-    def classes_list() -> list[str]:
+    def classes_list(request: gr.Request = None) -> list[str] | dict:
         """Class names in order (mask value k is the k-th name)."""
-        return [c.name for c in session.store.classes()]
+        result = service.classes(service.caller_of(request))
+        return [c["name"] for c in result["classes"]] if result["ok"] else result
 
     for fn in (next_image, annotate, annotate_mask, predicted_mask, skip, undo, stats,
                predictions, reset_session, classes_list):
         gr.api(fn, api_name=fn.__name__.removesuffix("_list"), concurrency_limit=None)
-    register_review(ReviewService.of(session), lambda request: SimpleNamespace(
-        name=user_of(request), role="labeler"))
+    register_review(service, service.caller_of)
 
 
 def register_review(service, caller_of) -> None:

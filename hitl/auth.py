@@ -30,6 +30,7 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SALT_BYTES = 16
 HASH_BYTES = 32
 MAX_USERNAME = 64
+ROLES = ("admin", "labeler")
 # Refuse parameters from a file that would need more memory than this.
 _MAXMEM = 64 * 1024 * 1024
 
@@ -102,8 +103,9 @@ def check_username(username: str) -> None:
         raise ValueError(f"username {username!r} contains control characters")
 
 
-def _parse_line(line: str) -> tuple[str, str] | None:
-    """(username, stored) for a user line, None for a comment or blank line; else ValueError."""
+def _parse_line(line: str) -> tuple[str, str, str | None] | None:
+    """(username, stored, role or None) for a user line, None for a comment or blank line;
+    else ValueError. A line is ``username:HASH`` or ``username:HASH:admin|labeler``."""
     text = line.strip()
     if not text or text.startswith("#"):
         return None
@@ -111,37 +113,57 @@ def _parse_line(line: str) -> tuple[str, str] | None:
     if not sep:
         raise ValueError("expected username:hash")
     check_username(username)
+    stored, _, role = stored.partition(":")  # a hash holds no ':' (base64 and '$')
+    if role and role not in ROLES:
+        raise ValueError(f"unknown role {role!r} (expected {' or '.join(ROLES)})")
     _parse_stored(stored)
-    return username, stored
+    return username, stored, role or None
 
 
-def read_auth_file(path: Path) -> dict[str, str]:
-    """Map username -> stored hash; a malformed line raises ValueError naming file and line."""
+def _read_entries(path: Path) -> list[tuple[str, str, str | None]]:
     path = Path(path)
-    users: dict[str, str] = {}
+    entries: list[tuple[str, str, str | None]] = []
+    seen: set[str] = set()
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         try:
             entry = _parse_line(line)
-            if entry and entry[0] in users:
+            if entry and entry[0] in seen:
                 raise ValueError(f"user {entry[0]!r} appears twice")
         except ValueError as exc:
             raise ValueError(f"{path}, line {lineno}: {exc}") from None
         if entry:
-            users[entry[0]] = entry[1]
-    return users
+            seen.add(entry[0])
+            entries.append(entry)
+    return entries
 
 
-def add_user(path: Path, username: str, password: str) -> None:
-    """Create or update username in the auth file, keeping other lines; atomic write, mode 0600."""
+def read_auth_file(path: Path) -> dict[str, str]:
+    """Map username -> stored hash; a malformed line raises ValueError naming file and line."""
+    return {name: stored for name, stored, _ in _read_entries(path)}
+
+
+def read_auth_roles(path: Path) -> dict[str, str | None]:
+    """Map username -> role written in the file (None when the line names none), in order."""
+    return {name: role for name, _, role in _read_entries(path)}
+
+
+def add_user(path: Path, username: str, password: str, admin: bool = False) -> str:
+    """Create or update username in the auth file, keeping other lines; atomic write, mode 0600.
+
+    The first user of a fresh file is an admin; `admin` makes anyone one. Updating a user's
+    password keeps their role unless `admin` asks for more. Returns the user's role."""
     path = Path(path)
     check_username(username)
     if not password:
         raise ValueError("password is empty")
     lines: list[str] = []
+    entries: list[tuple[str, str, str | None]] = []
     if path.exists():
-        read_auth_file(path)  # refuse to rewrite a file we cannot parse
+        entries = _read_entries(path)  # refuse to rewrite a file we cannot parse
         lines = path.read_text(encoding="utf-8").splitlines()
-    new_line = f"{username}:{hash_password(password)}"
+    old_role = next((r for n, _, r in entries if n == username), None)
+    role = "admin" if admin or not entries or old_role == "admin" else old_role
+    new_line = f"{username}:{hash_password(password)}" + (f":{role}" if role else "")
     for i, line in enumerate(lines):
         entry = _parse_line(line)
         if entry and entry[0] == username:
@@ -161,11 +183,16 @@ def add_user(path: Path, username: str, password: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return users_and_roles(entries=_read_entries(path))[username]
 
 
-def parse_auth_pair(value: str) -> tuple[str, str]:
-    """Split ``user:pass`` from --auth (the password may contain ':'); ValueError otherwise."""
+def parse_auth_pair(value: str) -> tuple[str, str] | tuple[str, str, str]:
+    """Split ``user:pass`` or ``user:pass:admin`` from --auth (the password may contain ':',
+    but not end in ':admin'); ValueError otherwise."""
     username, sep, password = value.partition(":")
+    if sep and password.endswith(":admin") and len(password) > len(":admin"):
+        check_username(username)
+        return username, password.removesuffix(":admin"), "admin"
     if not sep:
         raise ValueError(f"--auth expects USER:PASSWORD, got no ':' in {value!r}")
     check_username(username)
@@ -188,7 +215,7 @@ class Authenticator:
     ) -> None:
         """Plain pairs come from --auth, hashed users (username -> stored hash) from --auth-file."""
         self._plain: dict[str, str] = {}
-        for username, password in pairs:
+        for username, password, *_ in pairs:
             check_username(username)
             if not password:
                 raise ValueError(f"empty password for user {username!r}")
@@ -203,6 +230,12 @@ class Authenticator:
         both = sorted(self._plain.keys() & self._hashed.keys())
         if both:
             raise ValueError(f"user(s) {', '.join(both)} given both by --auth and in the auth file")
+
+    @classmethod
+    def from_settings(cls, settings) -> Authenticator:
+        """Logins from --auth pairs and the --auth-file."""
+        hashed = read_auth_file(settings.auth_file) if settings.auth_file else None
+        return cls(settings.auth, hashed)
 
     def __call__(self, username: str, password: str) -> bool:
         if username in self._plain:
@@ -249,6 +282,9 @@ def adduser_main(argv: list[str] | None = None) -> int:
         "--token", action="store_true",
         help="print a new REST API token for the user instead (see hitl/tokens.py)",
     )
+    parser.add_argument("--admin", action="store_true",
+                        help="an admin (classes, trainer, reset, export all); the first user "
+                             "of a new file is one anyway")
     parser.add_argument("username")
     try:
         args = parser.parse_args(argv)
@@ -259,12 +295,57 @@ def adduser_main(argv: list[str] | None = None) -> int:
         return token_main(args.auth_file, args.username)
     try:
         password = _read_password(args.password_stdin)
-        add_user(args.auth_file, args.username, password)
+        role = add_user(args.auth_file, args.username, password, admin=args.admin)
     except (ValueError, OSError, EOFError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 2
-    print(f"added {args.username} to {args.auth_file}")
+    print(f"added {args.username} ({role}) to {args.auth_file}")
     return 0
+
+
+def users_and_roles(pairs: Iterable[tuple] = (), entries: Iterable[tuple] = ()) -> dict[str, str]:
+    """Every login's role: as written (`--auth USER:PASS:admin`, a file line ending in
+    `:admin`), else labeler; when nobody is marked admin, the first user is (auth-file users
+    come first), so an app with logins always has an admin."""
+    roles: dict[str, str | None] = {}
+    for name, _, role in entries:
+        roles[name] = role
+    for pair in pairs:
+        roles.setdefault(pair[0], pair[2] if len(pair) > 2 else None)
+    if roles and "admin" not in roles.values():
+        roles[next(iter(roles))] = "admin"
+    return {name: role or "labeler" for name, role in roles.items()}
+
+
+class Access:
+    """Who may do what: the role of each login, and of a caller without one.
+
+    Without logins on a local launch the local user is admin; anonymous callers on a
+    share link (`--allow-anonymous`) are labelers."""
+
+    def __init__(self, roles: dict[str, str] | None = None, anonymous_role: str = "admin"):
+        self.roles = dict(roles or {})
+        self.anonymous_role = anonymous_role
+
+    @classmethod
+    def from_settings(cls, settings) -> Access:
+        entries = _read_entries(settings.auth_file) if settings.auth_file else []
+        roles = users_and_roles(settings.auth, entries)
+        anonymous = "labeler" if roles or settings.share else "admin"
+        return cls(roles, anonymous)
+
+    @property
+    def logins(self) -> bool:
+        return bool(self.roles)
+
+    def role_of(self, name: str) -> str:
+        if self.roles:
+            return self.roles.get(name, "labeler")
+        return self.anonymous_role
+
+    def anonymous_name(self, request) -> str:
+        """The name of a caller without a login."""
+        return "local"

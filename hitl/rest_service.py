@@ -1,45 +1,41 @@
-"""A stand-in for the service layer (hitl/service.py) until it lands: the REST routes call
-these methods, with the caller first, and get plain dicts ({"ok": False, "error"} on refusal).
+"""The REST routes' view of the service layer (hitl/service.py): the same guarded Service,
+with the answer shapes the REST routes send (a view's REST keys, lists for lists).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from hitl.labeling import Labeling
-from hitl.review import ReviewService
+from hitl.service import Caller, require
+from hitl.service import Service as GuardedService
 from hitl.session import Session
-from hitl.stats import classification_stats, segmentation_stats
 from hitl.store import StoreError
 
-
-@dataclass(frozen=True)
-class Caller:
-    name: str
-    role: str
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
+__all__ = ["Caller", "Service"]
 
 
 def _refusal(exc: Exception) -> dict:
     return {"ok": False, "error": str(exc)}
 
 
-class Service(ReviewService):
-    def __init__(self, session: Session):
+class Service:
+    def __init__(self, session: Session, service: GuardedService | None = None):
         self.session = session
-        self.labeling = Labeling(session)
+        self.service = service or GuardedService(session)
+
+    def __getattr__(self, name: str):
+        """Everything else (the review methods) as the guarded Service answers it."""
+        return getattr(self.__dict__["service"], name)
 
     def caller(self, name: str | None) -> Caller:
-        return Caller(name or "local", "admin")
+        name = name or "local"
+        return Caller(name, self.service.access.role_of(name))
 
     def _task(self) -> str:
-        return self.session.store.task() or "classification"
+        return self.service.task()
 
     def _view(self, view: dict) -> dict:
+        if not view.get("ok", True):
+            return view
         pred = view.get("prediction")
         keys = ("image_id", "filename", "width", "height", "prediction", "label", "skipped",
                 "strategy", "note")
@@ -47,58 +43,42 @@ class Service(ReviewService):
             "probabilities": None if pred is None else {pred["label"]: pred["probability"]}}
 
     def next_image(self, caller: Caller, strategy: str, class_name: str | None = None) -> dict:
-        try:
-            return self._view(self.labeling.next_image(self._task(), strategy, class_name,
-                                                       caller.name))
-        except StoreError as exc:
-            return _refusal(exc)
+        return self._view(self.service.next_image(caller, self._task(), strategy, class_name))
 
     def image(self, caller: Caller, image_id: int) -> dict:
-        try:
-            return self._view(self.labeling.view(int(image_id), self._task()))
-        except StoreError as exc:
-            return _refusal(exc)
+        return self._view(self.service.view(caller, int(image_id), self._task()))
 
     def mask_positions(self, caller: Caller, image_id: int) -> np.ndarray | None:
-        return self.labeling.mask_positions(image_id)
+        try:
+            return require(self.service.mask_positions(caller, image_id))["positions"]
+        except StoreError:
+            return None
 
     def predicted_mask(self, caller: Caller, image_id: int) -> dict:
-        result = self.session.trainer.predicted_mask(int(image_id))
-        if result is None:
-            return {"ok": False, "error": "No segmentation model yet.", "status": 404}
+        result = self.service.predicted_mask(caller, image_id)
+        if not result["ok"]:
+            return result | {"status": 404}
         return {"ok": True, "mask": result["mask"], "model_version": result["model_version"]}
 
     def annotate(self, caller: Caller, image_id: int, label: str) -> dict:
-        try:
-            return self.labeling.annotate(image_id, label, caller.name)
-        except StoreError as exc:
-            return _refusal(exc)
+        return self.service.annotate(caller, image_id, label)
 
     def annotate_mask(self, caller: Caller, image_id: int, positions: np.ndarray) -> dict:
-        try:
-            return self.labeling.annotate_positions(image_id, positions, caller.name)
-        except StoreError as exc:
-            return _refusal(exc)
+        return self.service.annotate_positions(caller, image_id, positions)
 
     def skip(self, caller: Caller, image_id: int) -> dict:
-        try:
-            return self.labeling.skip(image_id, caller.name)
-        except StoreError as exc:
-            return _refusal(exc)
+        return self.service.skip(caller, image_id)
 
     def undo(self, caller: Caller) -> dict:
-        return self.labeling.undo(caller.name)
+        return self.service.undo(caller)
 
     def stats(self, caller: Caller, live_window: int = 50) -> dict:
-        if self._task() == "segmentation":
-            return segmentation_stats(self.session)
-        return classification_stats(self.session, live_window)
+        return self.service.stats(caller, live_window)
 
-    def predictions(self, caller: Caller, limit: int = 100) -> list[dict]:
-        frame = self.session.store.predictions_frame(limit)
-        return [{"image_id": int(r.image_id), "filename": r.filename, "label": r.label,
-                 "probability": float(r.probability), "model_version": int(r.model_version)}
-                for r in frame.itertuples()]
+    def predictions(self, caller: Caller, limit: int = 100) -> list[dict] | dict:
+        result = self.service.predictions(caller, limit)
+        return result["predictions"] if result["ok"] else result
 
-    def classes(self, caller: Caller) -> list[str]:
-        return [c.name for c in self.session.store.classes()]
+    def classes(self, caller: Caller) -> list[str] | dict:
+        result = self.service.classes(caller)
+        return [c["name"] for c in result["classes"]] if result["ok"] else result

@@ -78,11 +78,11 @@ def app_factory(tmp_path):
     running = []
 
     def make(auth=None, tokens=None, **kw):
-        settings = make_settings(tmp_path, **kw)
+        """auth: [(user, password[, "admin"]), ...]; without a role the first user is admin."""
+        settings = make_settings(tmp_path, auth=list(auth or []), **kw)
         session = Session(settings)
         demo = build_app(session)
-        _, url, _ = launch(demo, session, auth, tokens=tokens, prevent_thread_lock=True,
-                           quiet=True)
+        _, url, _ = launch(demo, session, tokens=tokens, prevent_thread_lock=True, quiet=True)
         app = RunningApp(session, demo, url.rstrip("/") + "/")
         running.append(app)
         return app

@@ -156,7 +156,7 @@ def test_adduser_main_with_monkeypatched_stdin(tmp_path, monkeypatch, capsys):
     path = tmp_path / "users.txt"
     monkeypatch.setattr(sys, "stdin", io.StringIO("pa ss:word\n"))
     assert adduser_main(["--auth-file", str(path), "--password-stdin", "alice"]) == 0
-    assert capsys.readouterr().out.strip() == f"added alice to {path}"
+    assert capsys.readouterr().out.strip() == f"added alice (admin) to {path}"
     assert verify_password("pa ss:word", read_auth_file(path)["alice"])
 
 
@@ -191,5 +191,25 @@ def test_adduser_cli_in_subprocess(tmp_path):
         cmd, input="hunter2\n", capture_output=True, text=True, cwd=REPO, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == f"added dana to {path}"
+    assert done.stdout.strip() == f"added dana (admin) to {path}"
     assert Authenticator(hashed=read_auth_file(path))("dana", "hunter2")
+
+
+def test_first_user_is_admin_and_roles_are_kept(tmp_path):
+    path = tmp_path / "users.txt"
+    assert add_user(path, "ann", "a") == "admin"  # the first user of a fresh file
+    assert add_user(path, "bob", "b") == "labeler"
+    assert add_user(path, "cid", "c", admin=True) == "admin"
+    assert add_user(path, "ann", "new") == "admin"  # a new password keeps the role
+    assert auth.read_auth_roles(path) == {"ann": "admin", "bob": None, "cid": "admin"}
+    assert verify_password("b", read_auth_file(path)["bob"])
+
+
+def test_roles_from_pairs_and_file():
+    assert auth.users_and_roles([("a", "1"), ("b", "2")]) == {"a": "admin", "b": "labeler"}
+    assert auth.users_and_roles([("a", "1"), ("b", "2", "admin")]) == {
+        "a": "labeler", "b": "admin"}
+    assert parse_auth_pair("b:pw:admin") == ("b", "pw", "admin")
+    legacy = [("x", "h", None), ("y", "h", None)]  # a file written before roles existed
+    assert auth.users_and_roles([("z", "1")], legacy) == {
+        "x": "admin", "y": "labeler", "z": "labeler"}

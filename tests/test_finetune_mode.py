@@ -4,16 +4,18 @@ from __future__ import annotations
 import numpy as np
 
 from hitl import demo as demo_set
-from hitl.labeling import Labeling
+from hitl.service import Caller, Service
 from tests.conftest import wait_for
+
+LOCAL = Caller("local", "admin")
 
 
 def test_finetune_classification_predicts_and_checkpoints(session_factory):
     session = session_factory(task="classification", mode="finetune")
-    labeling = Labeling(session)
+    service = Service(session)
     for _ in range(8):
-        view = labeling.next_image("classification", "sequential")
-        labeling.annotate(view["image_id"], view["filename"].rsplit("_", 1)[1][:-4])
+        view = service.next_image(LOCAL, "classification", "sequential")
+        service.annotate(LOCAL, view["image_id"], view["filename"].rsplit("_", 1)[1][:-4])
     model = wait_for(session.store.latest_model)
     assert model["mode"] == "finetune" and model["backbone"] == "test_resnet"
     wait_for(lambda: session.store.predictions_frame().shape[0] >= 22)
@@ -27,11 +29,11 @@ def test_finetune_classification_predicts_and_checkpoints(session_factory):
 
 def test_finetune_segmentation_learns_masks(session_factory):
     session = session_factory(task="segmentation", mode="finetune")
-    labeling = Labeling(session)
+    service = Service(session)
     folder = session.settings.demo_dir
     for _ in range(6):
-        view = labeling.next_image("segmentation", "sequential")
-        labeling.annotate_positions(view["image_id"],
+        view = service.next_image(LOCAL, "segmentation", "sequential")
+        service.annotate_positions(LOCAL, view["image_id"],
                                     demo_set.ground_truth_mask(folder, view["filename"]))
     wait_for(lambda: session.store.latest_model())
     result = wait_for(lambda: session.trainer.predicted_mask(1))

@@ -5,7 +5,9 @@ import numpy as np
 import pandas as pd
 
 from hitl import strategies
-from hitl.labeling import Labeling
+from hitl.service import Caller, Service
+
+LOCAL = Caller("local", "admin")
 
 
 def cands(ids, cls, prob, margin=None, entropy=None):
@@ -71,45 +73,45 @@ def predict_all(store, class_id_for):
 
 def test_service_fallbacks_and_end_states(session_factory):
     session = session_factory(task="classification", train=False)
-    labeling = Labeling(session)
+    service = Service(session)
     # no predictions: uncertain falls back to sequential and says why
-    view = labeling.next_image("classification", "uncertain")
+    view = service.next_image(LOCAL, "classification", "uncertain")
     assert view["image_id"] == 1 and "no predictions yet" in view["note"]
-    assert labeling.next_image("classification", "last class")["strategy"] != "last class"
+    assert service.next_image(LOCAL, "classification", "last class")["strategy"] != "last class"
     classes = session.store.classes()
     probs = predict_all(session.store, lambda i: classes[i % 3].id)
-    view = labeling.next_image("classification", "uncertain")
+    view = service.next_image(LOCAL, "classification", "uncertain")
     assert view["image_id"] == min(probs, key=probs.get) and view["note"] is None
     assert view["prediction"]["probability"] == np.float32(probs[view["image_id"]])
-    labeling.annotate(view["image_id"], classes[1].name)
-    last = labeling.next_image("classification", "last class")
+    service.annotate(LOCAL, view["image_id"], classes[1].name)
+    last = service.next_image(LOCAL, "classification", "last class")
     assert last["strategy"] == "last class" and last["image_id"] % 3 == 1
-    cls_view = labeling.next_image("classification", "class", classes[2].name)
+    cls_view = service.next_image(LOCAL, "classification", "class", classes[2].name)
     assert cls_view["prediction"]["label"] == classes[2].name
     # everything labeled: a clear state, not an error
     for image_id in session.store.readable_image_ids().tolist():
         session.store.set_label(image_id, classes[0].id)
-    done = labeling.next_image("classification", "minority")
+    done = service.next_image(LOCAL, "classification", "minority")
     assert done["image_id"] is None and done["note"] == "No images left to label."
 
 
 def test_single_class_session(session_factory):
     session = session_factory(classes=["only"], train=False, images=["/nonexistent"])
     assert session.store.image_count() == 0
-    labeling = Labeling(session)
-    assert labeling.next_image("classification", "minority")["image_id"] is None
+    service = Service(session)
+    assert service.next_image(LOCAL, "classification", "minority")["image_id"] is None
 
 
 def test_live_accuracy_uses_the_prediction_shown(session_factory):
     session = session_factory(task="classification", train=False)
-    labeling = Labeling(session)
+    service = Service(session)
     classes = session.store.classes()
     predict_all(session.store, lambda i: classes[0].id)
-    labeling.annotate(1, classes[0].name)   # prediction right
-    labeling.annotate(2, classes[1].name)   # wrong
-    labeling.annotate(3, classes[0].name)   # right
+    service.annotate(LOCAL, 1, classes[0].name)   # prediction right
+    service.annotate(LOCAL, 2, classes[1].name)   # wrong
+    service.annotate(LOCAL, 3, classes[0].name)   # right
     session.store.clear_predictions()
-    labeling.annotate(4, classes[0].name)   # no prediction shown: not counted
+    service.annotate(LOCAL, 4, classes[0].name)   # no prediction shown: not counted
     accuracy, counted = session.store.live_accuracy(10)
     assert counted == 3 and abs(accuracy - 2 / 3) < 1e-9
     assert session.store.live_accuracy(1) == (1.0, 1)

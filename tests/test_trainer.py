@@ -9,17 +9,19 @@ from hitl import demo as demo_set
 from hitl import strategies
 from hitl.backbones import create_model
 from hitl.imaging import load_image
-from hitl.labeling import Labeling
 from hitl.ml import heads
 from hitl.ml.features import FeatureExtractor
+from hitl.service import Caller, Service
 from tests.conftest import wait_for
+
+LOCAL = Caller("local", "admin")
 
 
 def label_from_truth(session, n):
-    labeling = Labeling(session)
+    service = Service(session)
     for _ in range(n):
-        view = labeling.next_image("classification", "sequential")
-        labeling.annotate(view["image_id"], view["filename"].rsplit("_", 1)[1][:-4])
+        view = service.next_image(LOCAL, "classification", "sequential")
+        service.annotate(LOCAL, view["image_id"], view["filename"].rsplit("_", 1)[1][:-4])
 
 
 def latest_version(session):
@@ -141,11 +143,11 @@ def test_accuracy_rises_and_uncertainty_beats_random(tmp_path):
 
 def test_resolution_or_backbone_change_starts_clean_caches(session_factory):
     session = session_factory(task="segmentation", seg_long_side=64)
-    labeling = Labeling(session)
+    service = Service(session)
     folder = session.settings.demo_dir
     for _ in range(4):
-        view = labeling.next_image("segmentation", "sequential")
-        labeling.annotate_positions(view["image_id"],
+        view = service.next_image(LOCAL, "segmentation", "sequential")
+        service.annotate_positions(LOCAL, view["image_id"],
                                     demo_set.ground_truth_mask(folder, view["filename"]))
     first = wait_for(lambda: session.trainer.predicted_mask(1))
     old_key = session.trainer.learner().cache.dir

@@ -8,16 +8,15 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from hitl import api
-from hitl.labeling import Labeling
+from hitl.auth import Access, Authenticator
 from hitl.raw_calls import ForgetRawCalls
 from hitl.rest import PREFIX as REST_PREFIX
 from hitl.rest import Gate, build_api, gradio_cookie_user
-from hitl.review import ReviewService
+from hitl.service import Service
 from hitl.session import Session
 from hitl.settings import Settings
 from hitl.tokens import TokenChecker
 from hitl.ui import classes, classification, review, segmentation, session_tab
-from hitl.ui.common import user_of
 
 KEYS_JS = (Path(__file__).with_name("keys.js")).read_text()
 HEAD = f"<script>{KEYS_JS}</script>"
@@ -35,8 +34,10 @@ def space_warning(settings: Settings) -> str | None:
     return None
 
 
-def build_app(session: Session) -> gr.Blocks:
-    labeling = Labeling(session)
+def build_app(session: Session, access: Access | None = None) -> gr.Blocks:
+    """The page and the API over one Service; roles come from `access` (default: from the
+    session's settings)."""
+    service = Service(session, access)
     with gr.Blocks(title="hitl") as demo:
         gr.Markdown("## hitl — label while the model learns")
         warning = space_warning(session.settings)
@@ -44,15 +45,15 @@ def build_app(session: Session) -> gr.Blocks:
                              elem_id="banner")
         with gr.Tabs():
             with gr.Tab("Classification", id="classification") as cls_tab:
-                cls = classification.build(labeling)
+                cls = classification.build(service)
             with gr.Tab("Segmentation", id="segmentation") as seg_tab:
-                seg = segmentation.build(labeling)
+                seg = segmentation.build(service)
             with gr.Tab("Classes", id="classes") as classes_tab:
-                cm = classes.build(session)
-            review.add_tab(ReviewService.of(session))
+                cm = classes.build(service)
+            review.add_tab(service)
             with gr.Tab("Session", id="session") as sess_tab:
-                session_tab.build(session)
-        api.register(labeling)
+                st = session_tab.build(service)
+        api.register(service)
 
         # Any event makes gr.ImageEditor reload and re-upload its value, so the fast timer
         # pauses while the Segmentation tab is open; a slow one keeps its lease and stats.
@@ -64,6 +65,7 @@ def build_app(session: Session) -> gr.Blocks:
         demo.load(*cls["refresh"], **private)
         demo.load(*cls["first"], **private)
         demo.load(*cm["refresh"], **private)
+        demo.load(*st["refresh"], **private)
         seg_first = seg["first"]
         seg_tab.select(lambda: (gr.Timer(active=False), gr.Timer(active=True)), None,
                        [timer, seg_timer], **private) \
@@ -78,7 +80,7 @@ def build_app(session: Session) -> gr.Blocks:
 
         def leave(request: gr.Request):
             """A labeler who closes the page frees the image they were shown."""
-            session.store.release_leases(user_of(request))
+            service.leave(service.caller_of(request))
         demo.unload(leave)
     return demo
 
@@ -95,6 +97,8 @@ def launch(demo: gr.Blocks, session: Session, auth=None, tokens: TokenChecker | 
     """Start the server: the page, Gradio's API and the REST API (hitl/rest.py) on one port;
     same options for the CLI, the Space and the tests. Returns Gradio's (app, url, share_url)."""
     settings = session.settings
+    if auth is None:
+        auth = Authenticator.from_settings(settings) or None
     demo.queue(default_concurrency_limit=8)
     rest = settings.rest if rest is None else rest
     app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})

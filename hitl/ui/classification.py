@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from hitl.labeling import Labeling
+from hitl.service import Service, require
 from hitl.stats import classification_stats, learning_curve
 from hitl.store import StoreError
 from hitl.strategies import CLASSIFICATION_STRATEGIES
-from hitl.ui.common import display_image, header, note_text, parse_id, user_of
+from hitl.ui.common import display_image, header, note_text, parse_id
 
 SLOTS = 20  # class buttons; keys 1-9, 0 reach the first ten
 TASK = "classification"
@@ -16,8 +16,8 @@ LEGEND = ("**Keys** — `1`…`9`, `0`: label with class 1…10 and go on · `S`
           "`G`: go to id")
 
 
-def build(labeling: Labeling) -> dict:
-    session = labeling.session
+def build(service: Service) -> dict:
+    session = service.session
     with gr.Column():
         lock_md = gr.Markdown(visible=False, elem_id="cls-lock")
         with gr.Column(visible=True) as body:
@@ -87,16 +87,18 @@ def build(labeling: Labeling) -> dict:
             if message:
                 return [current_id, gr.update(), gr.update(), note_text(message),
                         *[gr.update()] * SLOTS]
+            caller = service.caller_of(request)
             try:
-                return fn(current_id, *args, user=user_of(request))
+                return fn(current_id, *args, user=caller)
             except StoreError as exc:
-                view = labeling.view(current_id, TASK) if current_id is not None \
-                    else labeling.view(None, TASK)
+                view = service.view(caller, current_id, TASK)
+                if not view["ok"]:
+                    view = service.view(caller, None, TASK)
                 return render(view, str(exc))
         return run
 
     def fetch(current_id, strategy_name, class_name, user):
-        return render(labeling.next_image(TASK, strategy_name, class_name, user))
+        return render(require(service.next_image(user, TASK, strategy_name, class_name)))
 
     def make_label(slot: int):
         def label(current_id, strategy_name, class_name, user):
@@ -105,33 +107,33 @@ def build(labeling: Labeling) -> dict:
                 raise StoreError("No image to label.")
             if slot >= len(classes):
                 raise StoreError(f"There is no class {slot + 1}.")
-            labeling.annotate(current_id, classes[slot].name, user)
-            return render(labeling.next_image(TASK, strategy_name, class_name, user))
+            require(service.annotate(user, current_id, classes[slot].name))
+            return render(require(service.next_image(user, TASK, strategy_name, class_name)))
         return label
 
     def skip(current_id, strategy_name, class_name, user):
         if current_id is None:
             raise StoreError("No image to skip.")
-        labeling.skip(current_id, user)
-        return render(labeling.next_image(TASK, strategy_name, class_name, user))
+        require(service.skip(user, current_id))
+        return render(require(service.next_image(user, TASK, strategy_name, class_name)))
 
     def undo(current_id, strategy_name, class_name, user):
-        result = labeling.undo(user)
+        result = service.undo(user)
         if not result["ok"]:
             raise StoreError(result["error"])
-        return render(labeling.open_image(result["image_id"], TASK, user),
+        return render(require(service.open_image(user, result["image_id"], TASK)),
                       f"Undone: image {result['image_id']} is back as it was.")
 
     def step(delta):
         def move(current_id, strategy_name, class_name, user):
-            return render(labeling.neighbour(current_id, delta, TASK, user))
+            return render(require(service.neighbour(user, current_id, delta, TASK)))
         return move
 
     def open_id(current_id, text, user):
         image_id = parse_id(text)
         if image_id is None:
             raise StoreError(f"'{text}' is not an image id (a whole number).")
-        return render(labeling.open_image(image_id, TASK, user))
+        return render(require(service.open_image(user, image_id, TASK)))
 
     common = dict(outputs=outputs, api_visibility="private", concurrency_limit=None)
     strategy_inputs = [current, strategy, class_choice]
@@ -151,8 +153,7 @@ def build(labeling: Labeling) -> dict:
         on the image on screen while its labeler works on it."""
         message = session.task_message(TASK)
         if current_id is not None and not message:
-            session.store.renew_lease(int(current_id), user_of(request),
-                                      session.settings.lease_seconds)
+            service.keep_lease(service.caller_of(request), int(current_id))
         stats = classification_stats(session, int(window))
         frame = learning_curve(session, TASK)
         matrix = stats["confusion"]

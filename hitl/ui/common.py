@@ -1,20 +1,17 @@
-"""Pieces both labeling tabs share: the user, the image for display, messages."""
+"""Pieces both labeling tabs share: the image for display, messages.
+
+Who the caller is comes from `Service.caller_of(request)` (hitl/service.py), the one edge.
+"""
 from __future__ import annotations
 
 import html
 
-import gradio as gr
 from PIL import Image
 
 from hitl.imaging import ImageError, load_image
 from hitl.session import Session
 
 DISPLAY_SIDE = 1024  # large photos are shrunk for the page; labels never depend on it
-
-
-def user_of(request: gr.Request | None) -> str:
-    name = getattr(request, "username", None) if request is not None else None
-    return name or "local"
 
 
 def display_image(session: Session, image_id: int | None) -> tuple[Image.Image | None, str | None]:

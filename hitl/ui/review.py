@@ -19,7 +19,7 @@ import gradio as gr
 from PIL import Image, ImageOps
 
 from hitl.store import StoreError
-from hitl.ui.common import display_image, note_text, parse_id, user_of
+from hitl.ui.common import display_image, note_text, parse_id
 
 THUMB = 160  # px, long side of a grid cell
 PAGE_SIZES = (24, 32, 40, 48)
@@ -94,14 +94,10 @@ def parse_payload(text: str) -> tuple[list[int], str, list[int], dict[str, str]]
     return ids, str(data.get("class_name") or ""), rejected, relabels
 
 
-def named_caller(request: gr.Request | None):
-    """Who asks, until the service layer's own caller_of (hitl/service.py) takes over."""
-    from types import SimpleNamespace
-    return SimpleNamespace(name=user_of(request), role="labeler")
-
-
-def add_tab(service, caller_of=named_caller) -> None:
-    """The Review tab, registered by hitl/ui/app.py in one line."""
+def add_tab(service, caller_of=None) -> None:
+    """The Review tab, registered by hitl/ui/app.py in one line; who asks comes from the
+    service layer's caller_of (hitl/service.py) unless given."""
+    caller_of = caller_of or service.caller_of
     with gr.Tab("Review", id="review") as tab:
         parts = build(service, caller_of)
     tab.select(*parts["refresh"], api_visibility="private")

@@ -17,12 +17,12 @@ import pandas as pd
 from PIL import Image
 
 from hitl.imaging import Letterbox
-from hitl.labeling import Labeling
+from hitl.service import Service, require
 from hitl.stats import learning_curve, segmentation_stats
 from hitl.store import StoreError
 from hitl.strategies import SEGMENTATION_STRATEGIES
 from hitl.ui.classification import lock_updates, trainer_line
-from hitl.ui.common import display_image, header, note_text, parse_id, user_of
+from hitl.ui.common import display_image, header, note_text, parse_id
 
 TASK = "segmentation"
 CANVAS = 512
@@ -126,8 +126,8 @@ def overlay_image(img: Image.Image | None, positions: np.ndarray | None, colours
     return Image.alpha_composite(base, rgba).convert("RGB")
 
 
-def build(labeling: Labeling) -> dict:
-    session = labeling.session
+def build(service: Service) -> dict:
+    session = service.session
 
     def colours() -> list[str]:
         return [c.colour for c in session.store.classes()]
@@ -198,8 +198,11 @@ def build(labeling: Labeling) -> dict:
             return None  # classes changed since that model: do not show stale colours
         return result["mask"]
 
+    def mask_of(caller, image_id: int) -> np.ndarray | None:
+        return require(service.mask_positions(caller, image_id))["positions"]
+
     def render(view: dict, show: bool, alpha: float, extra: str | None = None,
-               positions: np.ndarray | None = None) -> list:
+               positions: np.ndarray | None = None, caller=None) -> list:
         image_id = view.get("image_id")
         img, problem = display_image(session, image_id)
         box = None
@@ -207,7 +210,7 @@ def build(labeling: Labeling) -> dict:
             row = session.store.image(image_id)
             box = Letterbox.fit(row.width, row.height, CANVAS)
         if positions is None and image_id is not None:
-            positions = labeling.mask_positions(image_id)
+            positions = mask_of(caller, image_id)
         cs = colours()
         lines = [view.get("note"), problem, extra]
         if not cs:
@@ -227,16 +230,18 @@ def build(labeling: Labeling) -> dict:
             if message:
                 return [current_id, gr.update(), gr.update(), note_text(message), gr.update(),
                         gr.update()]
+            caller = service.caller_of(request)
             try:
-                return fn(current_id, show, alpha, *args, user=user_of(request))
+                return fn(current_id, show, alpha, *args, user=caller)
             except StoreError as exc:
-                view = labeling.view(current_id, TASK)
+                view = service.view(caller, current_id, TASK)
                 return [current_id, header(view), gr.update(), note_text(str(exc)),
                         legend_text(), gr.update()]
         return run
 
-    def fetch(current_id, show, alpha, strategy_name, class_name, value=None, user="local"):
-        return render(labeling.next_image(TASK, strategy_name, class_name, user), show, alpha)
+    def fetch(current_id, show, alpha, strategy_name, class_name, value=None, user=None):
+        return render(require(service.next_image(user, TASK, strategy_name, class_name)), show,
+                      alpha, caller=user)
 
     def save(current_id, show, alpha, strategy_name, class_name, value, user):
         if current_id is None:
@@ -249,28 +254,30 @@ def build(labeling: Labeling) -> dict:
         if canvas.shape != (CANVAS, CANVAS):
             raise StoreError(f"The editor sent a {canvas.shape[1]}x{canvas.shape[0]} layer; "
                              f"expected {CANVAS}x{CANVAS}. Reload the image and paint again.")
-        positions = box.merge_edit(labeling.mask_positions(current_id), canvas)
-        labeling.annotate_positions(current_id, positions, user)
+        positions = box.merge_edit(mask_of(user, current_id), canvas)
+        require(service.annotate_positions(user, current_id, positions))
         done = f"Saved image {current_id} ({int((positions > 0).sum())} labeled pixels)."
-        return render(labeling.next_image(TASK, strategy_name, class_name, user), show, alpha,
-                      done)
+        return render(require(service.next_image(user, TASK, strategy_name, class_name)), show,
+                      alpha, done, caller=user)
 
     def skip(current_id, show, alpha, strategy_name, class_name, value, user):
         if current_id is None:
             raise StoreError("No image to skip.")
-        labeling.skip(current_id, user)
-        return render(labeling.next_image(TASK, strategy_name, class_name, user), show, alpha)
+        require(service.skip(user, current_id))
+        return render(require(service.next_image(user, TASK, strategy_name, class_name)), show,
+                      alpha, caller=user)
 
     def undo(current_id, show, alpha, strategy_name, class_name, value, user):
-        result = labeling.undo(user)
+        result = service.undo(user)
         if not result["ok"]:
             raise StoreError(result["error"])
-        return render(labeling.open_image(result["image_id"], TASK, user), show, alpha,
-                      f"Undone: image {result['image_id']} is back as it was.")
+        return render(require(service.open_image(user, result["image_id"], TASK)), show, alpha,
+                      f"Undone: image {result['image_id']} is back as it was.", caller=user)
 
     def step(delta):
         def move(current_id, show, alpha, strategy_name, class_name, value, user):
-            return render(labeling.neighbour(current_id, delta, TASK, user), show, alpha)
+            return render(require(service.neighbour(user, current_id, delta, TASK)), show, alpha,
+                          caller=user)
         return move
 
     def accept(current_id, show, alpha, strategy_name, class_name, value, user):
@@ -279,14 +286,15 @@ def build(labeling: Labeling) -> dict:
         pred = predicted_positions(current_id)
         if pred is None:
             raise StoreError("No prediction for this image yet.")
-        return render(labeling.view(current_id, TASK), show, alpha,
-                      "Prediction loaded: correct it, then save.", positions=pred)
+        return render(require(service.view(user, current_id, TASK)), show, alpha,
+                      "Prediction loaded: correct it, then save.", positions=pred, caller=user)
 
     def open_id(current_id, show, alpha, text, user):
         image_id = parse_id(text)
         if image_id is None:
             raise StoreError(f"'{text}' is not an image id (a whole number).")
-        return render(labeling.open_image(image_id, TASK, user), show, alpha)
+        return render(require(service.open_image(user, image_id, TASK)), show, alpha,
+                      caller=user)
 
     def toggle_overlay(current_id, show, alpha):
         if current_id is None or not show:
@@ -317,8 +325,7 @@ def build(labeling: Labeling) -> dict:
     def refresh(current_id, shown_lock, request: gr.Request = None):
         message = session.task_message(TASK)
         if current_id is not None and not message:
-            session.store.renew_lease(int(current_id), user_of(request),
-                                      session.settings.lease_seconds)
+            service.keep_lease(service.caller_of(request), int(current_id))
         stats = segmentation_stats(session)
         iou = pd.DataFrame({"class": list(stats["per_class_iou"]),
                             "IoU": [None if v is None else round(v, 3)

@@ -1,0 +1,65 @@
+"""The service layer in-process: a labeler is refused every admin action and changes nothing;
+an admin may; wrong types answer {ok: false} in one line."""
+from __future__ import annotations
+
+import pytest
+
+from hitl.service import Caller, Service
+
+ADMIN = Caller("ann", "admin")
+LABELER = Caller("bob", "labeler")
+
+ADMIN_ACTIONS = {
+    "add_class": ("zebra",),
+    "rename_class": ("circle", "disc"),
+    "move_class": ("circle", 1),
+    "class_removal": ("circle",),
+    "remove_class": ("circle",),
+    "start_trainer": (),
+    "stop_trainer": (),
+    "configure_trainer": ("test_resnet", "finetune", "test_resnet", 128),
+    "export": ("json",),
+    "reset": (True,),
+}
+
+
+def snapshot(session) -> tuple:
+    s = session.settings
+    return (session.store.table_rows("classes"), session.store.table_rows("labels"),
+            session.store.counts(), session.trainer.status_dict()["state"],
+            (s.backbone, s.mode, s.finetune_model, s.seg_long_side), s.session_dir.exists(),
+            sorted(p.name for p in s.session_dir.parent.iterdir()))
+
+
+@pytest.mark.parametrize("action", sorted(ADMIN_ACTIONS))
+def test_labeler_is_refused_every_admin_action(session_factory, action):
+    session = session_factory(task="classification", train=False)
+    service = Service(session)
+    view = service.next_image(LABELER, "classification", "sequential")
+    assert service.annotate(LABELER, view["image_id"], "circle")["ok"]
+    before = snapshot(session)
+    result = getattr(service, action)(LABELER, *ADMIN_ACTIONS[action])
+    assert result["ok"] is False and "Only an admin" in result["error"], result
+    assert "\n" not in result["error"]
+    assert snapshot(session) == before
+
+
+def test_admin_may_manage_classes_and_trainer(session_factory):
+    session = session_factory(task="classification", train=False)
+    service = Service(session)
+    assert service.add_class(ADMIN, "zebra")["ok"]
+    assert service.rename_class(ADMIN, "zebra", "okapi")["name"] == "okapi"
+    assert service.move_class(ADMIN, "okapi", -1)["position"] == len(session.store.classes()) - 1
+    assert service.remove_class(ADMIN, "okapi")["ok"]
+    assert session.store.class_by_name("okapi") is None
+    assert not service.reset(ADMIN, "yes")["ok"]  # only a real True confirms
+    assert not service.configure_trainer(ADMIN, "no_such_net", "frozen", "test_resnet", 64)["ok"]
+
+
+def test_calls_without_a_caller_or_with_bad_values_answer_one_line(session_factory):
+    session = session_factory(task="classification", train=False)
+    service = Service(session)
+    assert service.annotate("local", 1, "circle") == {
+        "ok": False, "error": "No caller: every action needs to know who asks."}
+    huge = service.annotate(ADMIN, 1, "x" * 1_000_000)
+    assert not huge["ok"] and len(huge["error"]) < 400
