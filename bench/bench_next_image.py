@@ -55,18 +55,10 @@ def build_session(tmp: Path, count: int, labels: int, seed: int = 0):
             "class_id": np.asarray(class_ids)[pred], "probability": prob, "margin": margin,
             "entropy": entropy}))
     store.record_model(1, "classification", settings.backbone, "frozen", labels)
-    # 1,000 labels in one bulk insert (set_label one by one is timed below, in the loop)
-    labeled = pd.DataFrame({"image_id": rng.choice(ids, labels, replace=False),
-                            "class_id": rng.choice(class_ids, labels)})
+    # 1,000 labels in one bulk write (set_label one by one is timed below, in the loop)
     with Timer() as t_lab:
-        def bulk(cur):
-            cur.register("bench_labels", labeled)
-            cur.execute("INSERT INTO labels SELECT image_id, class_id, ?, "
-                        "current_localtimestamp() - INTERVAL 1 HOUR, NULL, NULL "
-                        "FROM bench_labels", [USER])
-            cur.unregister("bench_labels")
-        store._write(bulk)
-        store._touch()
+        store.set_labels(rng.choice(ids, labels, replace=False), rng.choice(class_ids, labels),
+                         user=USER)
     for k in range(19):   # other labelers hold leases on some images
         store.lease_first(rng.choice(ids, 4, replace=False).tolist(), f"other{k}", 600)
     return session, {"write_predictions_100k_s": t_pred.seconds,

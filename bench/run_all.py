@@ -30,6 +30,7 @@ BENCHES = [
     ("rss", "bench_rss.py"),                # 5
     ("seg", "bench_seg.py"),                # 6-9
     ("load", "bench_load.py"),              # 10
+    ("rest", "bench_rest.py"),              # 11
 ]
 
 
