@@ -191,7 +191,8 @@ def run(args) -> dict:
         for k in range(n_saves, n_masks):   # the rest of the 100 masks, stored directly
             store.set_mask_positions(int(view["image_id"]), masks[k], USER)
             view = svc.next_image(me, "segmentation", "random", None)
-        learner = FrozenSegmenter(settings, store, session.trainer)
+        learner = FrozenSegmenter(settings, store, session.trainer.update,
+                                  session.trainer.publish)
         assert learner.cache.dir == cache.dir, (learner.cache.dir, cache.dir)
         assert len(store.masked_ids()) == n_masks
         rounds = []
@@ -237,7 +238,7 @@ def run(args) -> dict:
         pm = []
         for image_id in rng.choice(ids, 30, replace=False).tolist():
             with Timer() as t:
-                result = learner.predicted_mask(image_id)
+                result = session.trainer.predicted_mask(image_id)  # the published head
             pm.append(t.seconds * 1000)
             assert result is not None and result["mask"].shape == (SIDE, SIDE)
         report.add("predicted_mask at 512 px from cache, p95", percentile(pm, 95), "ms", "<=",

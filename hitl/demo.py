@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from hitl.atomic import atomic_file
+
 SHAPES = ("circle", "square", "triangle")
 SEG_CLASSES = ("background",) + SHAPES
 # Each class leans to a hue, with jitter, so even random-init features can tell them apart.
@@ -87,10 +89,8 @@ def generate(folder: Path, count: int = 240, seed: int = 0) -> Path:
         img.save(images / name)
         mask.save(masks / name)
         rows.append((name, label))
-    tmp = done.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_file(done) as tmp, open(tmp, "w", newline="") as fh:
         csv.writer(fh).writerows([("filename", "label"), *rows])
-    tmp.replace(done)
     return images
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from hitl import imaging
+from hitl.atomic import atomic_file
 from hitl.store import SESSION_TABLES, ClassRow, Store
 from hitl.tasks import get_task
 
@@ -42,21 +43,6 @@ class ExportError(RuntimeError):
 
 
 # ---- atomic outputs -------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
 
 @contextlib.contextmanager
 def atomic_folder(path: Path) -> Iterator[Path]:
@@ -249,7 +235,7 @@ def _mask_items(store: Store) -> Iterator[MaskItem]:
         yield image_id, path, imaging.png_to_mask(png)
 
 
-def _rgb(colour: str) -> tuple[int, int, int]:
+def _colour_rgb(colour: str) -> tuple[int, int, int]:
     colour = colour.lstrip("#")
     return int(colour[0:2], 16), int(colour[2:4], 16), int(colour[4:6], 16)
 
@@ -257,7 +243,7 @@ def _rgb(colour: str) -> tuple[int, int, int]:
 def labelmap_text(classes: list[ClassRow]) -> str:
     """Pascal VOC / CVAT labelmap.txt: one `name:r,g,b::` line per class, in index order."""
     lines = ["# label:color_rgb:parts:actions"]
-    lines += [f"{c.name}:{','.join(map(str, _rgb(c.colour)))}::" for c in classes]
+    lines += [f"{c.name}:{','.join(map(str, _colour_rgb(c.colour)))}::" for c in classes]
     return "\n".join(lines) + "\n"
 
 
@@ -267,7 +253,7 @@ def write_masks(out: Path, classes: list[ClassRow], items: Iterable[MaskItem], *
     to_index = imaging.MaskValues.of(classes).to_index
     palette = [0] * 768
     for index, c in enumerate(classes):
-        palette[3 * index:3 * index + 3] = _rgb(c.colour)
+        palette[3 * index:3 * index + 3] = _colour_rgb(c.colour)
     with atomic_folder(out) as tmp:
         for sub in ("masks", "masks_palette", "images"):
             (tmp / sub).mkdir()

@@ -62,6 +62,11 @@ def load_image(path: Path | str, max_pixels: int = 100_000_000) -> Image.Image:
             from exc
 
 
+def as_rgb(image: Image.Image) -> Image.Image:
+    """The image in RGB, the only mode the models take (no copy when it is RGB already)."""
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
 def mask_to_png(mask: np.ndarray) -> bytes:
     """An 8-bit single-channel PNG: lossless, small, and readable by any training code."""
     arr = np.asarray(mask)

@@ -11,7 +11,6 @@ weights/ folder); one self-contained file also cannot drift from what the traine
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from hitl.atomic import atomic_file
 from hitl.tasks import get_task
 
 FORMAT = "hitl-model"
@@ -68,14 +68,8 @@ def save_model(path: Path, state: dict) -> None:
                          "'backbone_state'), so the backbone could not be re-created")
     record.update(format=FORMAT, format_version=FORMAT_VERSION)
     record = _plain(record)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_file(path) as tmp:
         torch.save(record, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_state(path: Path) -> dict:
@@ -101,7 +95,6 @@ class Predictor:
 
     head_class: str = ""          # hitl.ml.heads class of the frozen head
     finetuner_class: str = ""     # hitl.ml.finetune class of the fine-tuned model
-    finetuner_size: str = ""      # the checkpoint field holding its input size
     timm_kwargs: dict = {}        # extra timm arguments for the frozen backbone
 
     def __init__(self, state: dict, device: str = "cpu", weights_dir: Path = Path("weights")):
@@ -152,9 +145,8 @@ class Predictor:
         """The finetuner's own checkpoint (name, sizes, whole-model state_dict)."""
         from hitl.ml import finetune
 
-        self.finetuner = getattr(finetune, self.finetuner_class)(
-            ckpt["name"], ckpt["num_classes"], self.device, ckpt[self.finetuner_size])
-        self.finetuner.model.load_state_dict(ckpt["state_dict"])
+        self.finetuner = getattr(finetune, self.finetuner_class).from_checkpoint(ckpt,
+                                                                               self.device)
         self._check_outputs(int(ckpt["num_classes"]))
 
     def _check_outputs(self, outputs: int) -> None:
@@ -175,7 +167,7 @@ class Predictor:
 
 
 class ClassificationPredictor(Predictor):
-    head_class, finetuner_class, finetuner_size = "LinearHead", "ClassifierFinetuner", "input_size"
+    head_class, finetuner_class = "LinearHead", "ClassifierFinetuner"
 
     def _predict(self, images: list[Image.Image]) -> list[dict]:
         """{"label", "probability", "probabilities"} per image."""
@@ -186,7 +178,7 @@ class ClassificationPredictor(Predictor):
 
 
 class SegmentationPredictor(Predictor):
-    head_class, finetuner_class, finetuner_size = "SegHead", "SegFinetuner", "size"
+    head_class, finetuner_class = "SegHead", "SegFinetuner"
     timm_kwargs = {"dynamic_img_size": True}
 
     def feature_key(self) -> str:

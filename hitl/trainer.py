@@ -13,11 +13,16 @@ import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
 
 from hitl.settings import Settings
 from hitl.store import Store
 from hitl.tasks import get_task
+
+if TYPE_CHECKING:
+    from hitl.learners.published import PublishedMasks
 
 log = logging.getLogger(__name__)
 CHECKPOINT_EVERY_S = 60.0  # the model file holds the backbone too: not after every label
@@ -46,16 +51,15 @@ class TrainerStatus:
 
 
 class Learner(Protocol):
-    """One task+mode: does one short unit of work per call."""
+    """One task+mode, built as cls(settings, store, report, publish): `report(**fields)`
+    updates the trainer's status, `publish(masks)` hands over a segmentation model's
+    PublishedMasks. A learner never sees the trainer, and only the trainer thread calls it."""
 
     def step(self, changed: bool) -> bool:
         """Work once; True when more work is pending (do not sleep)."""
 
-    def predicted_mask(self, image_id: int):  # segmentation learners only
-        ...
-
     def model_state(self) -> dict | None:
-        ...
+        """What a model file needs (hitl/model_file.py), or None before the first model."""
 
 
 def default_idle_hooks(store: Store) -> list:
@@ -74,6 +78,8 @@ class Trainer:
         self._thread: threading.Thread | None = None
         self._learner: Learner | None = None
         self._learner_key: tuple | None = None
+        self._masks: PublishedMasks | None = None
+        self._asked = threading.Event()  # a page asked for a mask not computed yet
         self._force = threading.Event()
         self._saved_version: int | None = None
         self._saved_at = 0.0
@@ -129,11 +135,30 @@ class Trainer:
     def learner(self) -> Learner | None:
         return self._learner
 
-    def predicted_mask(self, image_id: int):
-        learner = self._learner
-        if learner is None or not hasattr(learner, "predicted_mask"):
+    def publish(self, masks: PublishedMasks | None) -> None:
+        """A segmentation learner's newest predicted masks (trainer thread)."""
+        self._masks = masks
+
+    def predicted_mask(self, image_id: int) -> dict | None:
+        """The latest model's mask for one image at its size (positions 1..K), its class
+        fractions, version and class order; None until one is published for the image.
+        Answered from published results only: safe and cheap on a request thread."""
+        masks = self._masks
+        if masks is None:
             return None
-        return learner.predicted_mask(image_id)
+        row = self.store.image(image_id)
+        if row is None or not row.readable:
+            return None
+        found = masks.mask(image_id, (row.height, row.width))
+        if found is None:
+            self._asked.set()
+            self.wake()
+            return None
+        mask, version = found
+        k = len(masks.class_ids)
+        fractions = np.bincount(mask.ravel(), minlength=k + 1)[1:k + 1] / max(mask.size, 1)
+        return {"mask": mask, "fractions": fractions.tolist(), "model_version": version,
+                "class_ids": list(masks.class_ids)}
 
     def model_state(self) -> dict | None:
         learner = self._learner
@@ -148,7 +173,7 @@ class Trainer:
 
     def _make_learner(self, key: tuple) -> Learner:
         task, mode = key[0], key[1]
-        return get_task(task).learner(mode)(self.settings, self.store, self)
+        return get_task(task).learner(mode)(self.settings, self.store, self.update, self.publish)
 
     def _run(self) -> None:
         seen = -1
@@ -159,6 +184,7 @@ class Trainer:
                 if self._force.is_set() or key != self._learner_key:
                     self._force.clear()
                     self._learner = None
+                    self._masks = None
                     self._learner = self._make_learner(key)
                     self._learner_key = key
                     self.update(task=key[0], mode=key[1], backbone=key[2], error=None)
@@ -167,6 +193,7 @@ class Trainer:
                 if revision != seen:
                     self._debounce(revision)
                     revision = self.store.revision
+                self._asked.clear()
                 more = self._learner.step(changed=revision != seen)
                 seen = revision
                 self._checkpoint()
@@ -229,5 +256,6 @@ class Trainer:
         with self.store.changed:
             self.store.changed.wait_for(
                 lambda: self._stop.is_set() or self.store.revision != seen
-                or self._force.is_set() or self._wanted_key() != self._learner_key,
+                or self._force.is_set() or self._asked.is_set()
+                or self._wanted_key() != self._learner_key,
                 timeout=IDLE_WAIT_S)

@@ -17,9 +17,11 @@ from PIL import Image
 
 from hitl import metrics
 from hitl.backbones import create_model, pick_device
-from hitl.imaging import ImageError, MaskValues, load_image
+from hitl.imaging import ImageError, load_image
+from hitl.learners.base import Learner, Publish, Report
+from hitl.learners.published import StoredMasks
 from hitl.ml import heads
-from hitl.ml.finetune import ClassifierFinetuner, SegFinetuner
+from hitl.ml.finetune import ClassifierFinetuner, Finetuner, SegFinetuner
 from hitl.settings import Settings
 from hitl.store import Store
 
@@ -32,32 +34,31 @@ IMAGE_CACHE = 1024     # decoded, shrunk images kept in memory for training
 CACHE_SIDE = 320
 
 
-class _FinetuneBase:
-    kind = ""
+class _FinetuneBase(Learner):
+    mode = "finetune"
+    kind = ""                           # checkpoint file name part
+    finetuner: type[Finetuner]          # the hitl.ml.finetune model it trains
 
-    def __init__(self, settings: Settings, store: Store, trainer):
-        self.settings, self.store, self.trainer = settings, store, trainer
+    def __init__(self, settings: Settings, store: Store, report: Report, publish: Publish):
+        super().__init__(settings, store, report, publish)
         self.device = pick_device(settings.device)
         self.name = settings.finetune_model
-        self.class_ids: list[int] = []
-        self.mask_values = MaskValues(())  # stored mask values -> positions of class_ids
-        self.model = None
-        self.version: int | None = None
+        self.model: Finetuner | None = None
         self.rounds_left = 0
         self.cursor = 0
         self._images: OrderedDict[int, object] = OrderedDict()
-        self._warned = False
+        self._masks: StoredMasks | None = None  # segmentation: what the page reads
         safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in self.name)
         settings.checkpoints_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint = settings.checkpoints_dir / f"finetune-{self.kind}-{safe}.pt"
-        trainer.update(device=str(self.device), backbone=self.name, weights_warning=None)
+        report(device=str(self.device), backbone=self.name, weights_warning=None)
 
     def factory(self, name: str, **kwargs) -> torch.nn.Module:
         """Models come through hitl.backbones so weights/, the HF cache and the Hub are used."""
         loaded = create_model(name, self.settings.weights_dir, self.device,
                               pretrained=self.settings.pretrained, **kwargs)
         if loaded.warning:
-            self.trainer.update(weights_warning=loaded.warning)
+            self.report(weights_warning=loaded.warning)
         return loaded.model
 
     def image(self, image_id: int):
@@ -77,13 +78,23 @@ class _FinetuneBase:
             self._images.popitem(last=False)
         return img
 
+    def _images_of(self, ids) -> tuple[list[int], list]:
+        """(readable ids, their cached images)."""
+        good, images = [], []
+        for image_id in ids:
+            img = self.image(image_id)
+            if img is not None:
+                good.append(image_id)
+                images.append(img)
+        return good, images
+
     def _sync_classes(self) -> list[int]:
-        rows = self.store.classes()
-        self.mask_values = MaskValues.of(rows)
-        ids = [c.id for c in rows]
+        ids = self._current_classes()
         if self.class_ids and ids[:len(self.class_ids)] != self.class_ids:
             self.model = None  # removed or reordered: columns no longer mean the same
             self.checkpoint.unlink(missing_ok=True)
+            self._masks = None
+            self.publish(None)
         elif self.model is not None and len(ids) != len(self.class_ids):
             self.model.set_num_classes(len(ids))
         self.class_ids = ids
@@ -101,22 +112,49 @@ class _FinetuneBase:
             self.rounds_left -= 1
             self._round(class_ids)
             self.cursor = 0
-        more_windows = self._predict_window()
-        return self.rounds_left > 0 or more_windows
+        self._answer_asked()
+        candidates = self.store.candidates(self.task, "")["ids"]
+        if self.cursor < len(candidates):
+            window = candidates[self.cursor:self.cursor + self.window]
+            self.cursor += len(window)
+            self._predict(*self._images_of(window.tolist()))
+        return self.rounds_left > 0 or self.cursor < len(candidates)
 
     def _round(self, class_ids: list[int]) -> None:
         start = time.perf_counter()
-        self.trainer.update(state="training", message=f"fine-tuning {self.name}")
+        self.report(state="training", message=f"fine-tuning {self.name}")
         n_train = self._train_round(class_ids)
         self.model.save(self.checkpoint)
         version = self.store.next_model_version()
         self.version = version
         self._record(version, class_ids, n_train)
-        self.trainer.update(model_version=version, last_trained_at=time.time(),
-                            last_train_seconds=time.perf_counter() - start, state="idle",
-                            message=f"model v{version} (fine-tune) on {n_train} labels")
+        self._trained(version, start, f"(fine-tune) on {n_train} labels")
 
-    def _load_or_create(self, k: int):
+    def _load_or_create(self, k: int) -> Finetuner:
+        """The checkpoint of this session when there is one (resized to k classes)."""
+        if self.checkpoint.exists():
+            model = self.finetuner.load(self.checkpoint, self.device, self.factory)
+            model.set_num_classes(k)
+            return model
+        return self.finetuner(self.name, k, self.device, model_factory=self.factory)
+
+    def _sample(self, ids: np.ndarray) -> np.ndarray:
+        if len(ids) <= SAMPLE_PER_ROUND:
+            return ids
+        return np.random.default_rng().choice(ids, SAMPLE_PER_ROUND, replace=False)
+
+    def model_state(self) -> dict | None:
+        if self.model is None or self.version is None or not self.checkpoint.exists():
+            return None
+        ckpt = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        return {"task": self.task, "mode": self.mode, "classes": self._class_names(),
+                "backbone": self.name, "preprocessing": self.preprocessing(),
+                "head": ckpt, "model_version": self.version}
+
+    # ---- what each task does differently ---------------------------------------------------
+    window = WINDOW  # unlabeled images predicted per step, in a rotating window
+
+    def preprocessing(self) -> dict:
         raise NotImplementedError
 
     def _has_labels(self) -> bool:
@@ -128,38 +166,21 @@ class _FinetuneBase:
     def _record(self, version: int, class_ids: list[int], n_train: int) -> None:
         raise NotImplementedError
 
-    def _predict_window(self) -> bool:
+    def _predict(self, ids: list[int], images: list) -> None:
+        """Publish predictions for these images."""
         raise NotImplementedError
 
-    def _sample(self, ids: np.ndarray) -> np.ndarray:
-        if len(ids) <= SAMPLE_PER_ROUND:
-            return ids
-        return np.random.default_rng().choice(ids, SAMPLE_PER_ROUND, replace=False)
-
-    def model_state(self) -> dict | None:
-        if self.model is None or self.version is None or not self.checkpoint.exists():
-            return None
-        names = {c.id: c.name for c in self.store.classes()}
-        ckpt = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
-        return {"task": self.task, "mode": "finetune",
-                "classes": [names[c] for c in self.class_ids if c in names],
-                "backbone": self.name, "preprocessing": self.preprocessing(),
-                "head": ckpt, "model_version": self.version}
+    def _answer_asked(self) -> None:
+        """Predict first what a page asked for and could not get yet (segmentation)."""
 
 
 class FinetuneClassifier(_FinetuneBase):
     kind = "cls"
     task = "classification"
+    finetuner = ClassifierFinetuner
 
     def preprocessing(self) -> dict:
         return {"input_size": self.model.input_size}
-
-    def _load_or_create(self, k: int) -> ClassifierFinetuner:
-        if self.checkpoint.exists():
-            model = ClassifierFinetuner.load(self.checkpoint, self.device, self.factory)
-            model.set_num_classes(k)
-            return model
-        return ClassifierFinetuner(self.name, k, self.device, model_factory=self.factory)
 
     def _has_labels(self) -> bool:
         return len(self.store.labeled_pairs()[0]) > 0
@@ -190,64 +211,44 @@ class FinetuneClassifier(_FinetuneBase):
         truth = np.asarray(labels, dtype=np.int64)
         pred = self.model.predict_proba(images).argmax(1) if images else truth
         self.store.record_model(
-            version, "classification", self.name, "finetune",
+            version, self.task, self.name, self.mode,
             int(len(self.store.labeled_pairs()[0])),
             val_accuracy=metrics.accuracy(truth, pred),
             metrics={"confusion": metrics.confusion(truth, pred, len(class_ids)),
                      "class_ids": class_ids, "n_train": n_train, "n_val": int(truth.size)})
 
-    def _predict_window(self) -> bool:
-        """Unlabeled images first, in a rotating window, so all get covered over time."""
-        candidates = self.store.candidates("classification", "")["ids"]
-        if self.cursor >= len(candidates):
-            return False
-        window = candidates[self.cursor:self.cursor + WINDOW]
-        self.cursor += len(window)
-        good, images = [], []
-        for image_id in window.tolist():
-            img = self.image(image_id)
-            if img is not None:
-                good.append(image_id)
-                images.append(img)
-        if images:
-            probs = self.model.predict_proba(images)
-            pred, prob, margin, entropy = heads.prediction_stats(probs)
-            lookup = np.asarray(self.class_ids, dtype=np.int64)
-            self.store.write_predictions(pd.DataFrame({
-                "image_id": np.asarray(good, np.int64), "model_version": self.version,
-                "class_id": lookup[pred], "probability": prob, "margin": margin,
-                "entropy": entropy}), replace_all=False)
-        return self.cursor < len(candidates)
+    def _predict(self, ids: list[int], images: list) -> None:
+        if not images:
+            return
+        pred, prob, margin, entropy = heads.prediction_stats(self.model.predict_proba(images))
+        lookup = np.asarray(self.class_ids, dtype=np.int64)
+        self.store.write_predictions(pd.DataFrame({
+            "image_id": np.asarray(ids, np.int64), "model_version": self.version,
+            "class_id": lookup[pred], "probability": prob, "margin": margin,
+            "entropy": entropy}), replace_all=False)
 
 
 class FinetuneSegmenter(_FinetuneBase):
     kind = "seg"
     task = "segmentation"
+    finetuner = SegFinetuner
+    window = WINDOW // 4
 
     def preprocessing(self) -> dict:
         return {"size": self.model.size}
 
-    def _load_or_create(self, k: int) -> SegFinetuner:
-        if self.checkpoint.exists():
-            model = SegFinetuner.load(self.checkpoint, self.device, self.factory)
-            model.set_num_classes(k)
-            return model
-        return SegFinetuner(self.name, k, self.device, model_factory=self.factory)
-
     def _has_labels(self) -> bool:
         return len(self.store.masked_ids()) > 0
 
-    def _positions(self, image_id: int, class_ids: list[int]) -> np.ndarray | None:
+    def _positions(self, image_id: int) -> np.ndarray | None:
         mask = self.store.mask(image_id)
-        if mask is None:
-            return None
-        return self.mask_values.to_positions(mask)
+        return None if mask is None else self.mask_values.to_positions(mask)
 
-    def _pairs(self, ids: np.ndarray, class_ids: list[int]):
+    def _pairs(self, ids: np.ndarray):
         images, masks = [], []
         for image_id in ids.tolist():
             img = self.image(image_id)
-            positions = self._positions(image_id, class_ids)
+            positions = self._positions(image_id)
             if img is None or positions is None:
                 continue
             # the cached image is shrunk: bring the mask to the same size, nearest
@@ -260,7 +261,7 @@ class FinetuneSegmenter(_FinetuneBase):
         ids = self.store.masked_ids("train")
         if len(ids) == 0:
             ids = self.store.masked_ids("val")
-        images, masks = self._pairs(self._sample(ids), class_ids)
+        images, masks = self._pairs(self._sample(ids))
         if images:
             self.model.train_steps(images, masks, STEPS_PER_ROUND)
         return len(ids)
@@ -269,54 +270,39 @@ class FinetuneSegmenter(_FinetuneBase):
         iou = metrics.IoUAccumulator(len(class_ids))
         for image_id in self.store.masked_ids("val")[:VAL_LIMIT].tolist():
             row = self.store.image(image_id)
-            positions = self._positions(image_id, class_ids)
+            positions = self._positions(image_id)
             try:
                 img = load_image(row.path, self.settings.max_image_pixels)
             except ImageError:
                 continue
             iou.add(positions, self.model.predict_mask(img))
         self.store.record_model(
-            version, "segmentation", self.name, "finetune", int(len(self.store.masked_ids())),
+            version, self.task, self.name, self.mode, int(len(self.store.masked_ids())),
             val_miou=iou.mean(), metrics={"per_class_iou": iou.per_class(),
                                           "class_ids": class_ids, "n_train": n_train})
+        if self._masks is None or self._masks.class_ids != class_ids:
+            self._masks = StoredMasks(version, class_ids)
+            self.publish(self._masks)
+        self._masks.version = version
 
-    def _predict_window(self) -> bool:
-        candidates = self.store.candidates("segmentation", "")["ids"]
-        if self.cursor >= len(candidates):
-            return False
-        window = candidates[self.cursor:self.cursor + WINDOW // 4]
-        self.cursor += len(window)
+    def _answer_asked(self) -> None:
+        if self._masks is not None:
+            self._predict(*self._images_of(self._masks.take_wanted()))
+
+    def _predict(self, ids: list[int], images: list) -> None:
+        """Summaries for the strategies, and each mask for the page."""
         rows = []
-        for image_id in window.tolist():
-            img = self.image(image_id)
-            if img is None:
-                continue
+        for image_id, img in zip(ids, images):
             probs = self.model.predict_proba(img)
             k = probs.shape[0]
             flat = probs.reshape(k, -1)
             entropy = float((-(flat * np.log(np.clip(flat, 1e-8, 1))).sum(0)).mean())
-            fractions = np.bincount(flat.argmax(0), minlength=k) / flat.shape[1]
+            winner = flat.argmax(0)
+            fractions = np.bincount(winner, minlength=k) / flat.shape[1]
             rows.append((image_id, self.version, entropy, fractions.astype(float).tolist()))
+            if self._masks is not None:
+                self._masks.add(image_id, (winner + 1).reshape(probs.shape[1:]), self.version)
         if rows:
             self.store.write_seg_predictions(pd.DataFrame(
                 rows, columns=["image_id", "model_version", "entropy", "fractions"]),
                 replace_all=False)
-        return self.cursor < len(candidates)
-
-    def predicted_mask(self, image_id: int) -> dict | None:
-        if self.model is None or self.version is None:
-            return None
-        row = self.store.image(image_id)
-        if row is None or not row.readable:
-            return None
-        try:
-            img = load_image(row.path, self.settings.max_image_pixels)
-        except ImageError as exc:
-            self.store.mark_unreadable(image_id, str(exc))
-            return None
-        mask = self.model.predict_mask(img)
-        k = len(self.class_ids)
-        fractions = np.bincount(mask.ravel(), minlength=k + 1)[1:k + 1] / mask.size
-        return {"mask": mask, "fractions": fractions.tolist(), "model_version": self.version,
-                "class_ids": list(self.class_ids)}
-

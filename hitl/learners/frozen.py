@@ -13,7 +13,9 @@ import pandas as pd
 
 from hitl import metrics
 from hitl.backbones import create_model, pick_device
-from hitl.imaging import ImageError, MaskValues, load_image
+from hitl.imaging import ImageError, load_image
+from hitl.learners.base import Learner, Publish, Report
+from hitl.learners.published import HeadMasks
 from hitl.ml import heads
 from hitl.ml.features import FeatureCache, FeatureExtractor
 from hitl.settings import Settings
@@ -26,27 +28,25 @@ HEAD_STEPS = 150
 WARM_STEPS = 60
 
 
-class _FrozenBase:
-    def __init__(self, settings: Settings, store: Store, trainer, **timm_kwargs):
-        self.settings, self.store, self.trainer = settings, store, trainer
+class _FrozenBase(Learner):
+    mode = "frozen"
+    timm_kwargs: dict = {}
+
+    def __init__(self, settings: Settings, store: Store, report: Report, publish: Publish):
+        super().__init__(settings, store, report, publish)
         device = pick_device(settings.device)
-        trainer.update(state="starting", message=f"loading backbone {settings.backbone}",
-                       device=str(device))
+        report(state="starting", message=f"loading backbone {settings.backbone}",
+               device=str(device))
         loaded = create_model(settings.backbone, settings.weights_dir, device,
-                              pretrained=settings.pretrained, num_classes=0, **timm_kwargs)
-        trainer.update(weights_warning=loaded.warning)
+                              pretrained=settings.pretrained, num_classes=0, **self.timm_kwargs)
+        report(weights_warning=loaded.warning)
         self.loaded = loaded
         self.extractor = FeatureExtractor(loaded, batch_size=settings.batch_size)
         self.head = None
-        self.class_ids: list[int] = []
-        self.mask_values = MaskValues(())  # stored mask values -> positions of class_ids
-        self.version: int | None = None
 
     def _classes(self) -> list[int]:
         """Current class ids in order; drops the head when a class it knew has gone."""
-        rows = self.store.classes()
-        self.mask_values = MaskValues.of(rows)
-        ids = [c.id for c in rows]
+        ids = self._current_classes()
         if self.class_ids and not set(self.class_ids) <= set(ids):
             self.head = None
         if ids != self.class_ids:
@@ -70,16 +70,30 @@ class _FrozenBase:
 
     def _progress(self, done: int, total: int, count: int, seconds: float) -> None:
         rate = count / seconds if seconds > 0 and count else None
-        self.trainer.update(state="extracting", extract_done=done, extract_total=total,
-                            extract_rate=rate,
-                            message=f"extracting features {done}/{total}")
+        self.report(state="extracting", extract_done=done, extract_total=total,
+                    extract_rate=rate, message=f"extracting features {done}/{total}")
+
+    def preprocessing(self) -> dict:
+        raise NotImplementedError
+
+    def model_state(self) -> dict | None:
+        if self.head is None:
+            return None
+        return {"task": self.task, "mode": self.mode, "classes": self._class_names(),
+                "backbone": self.settings.backbone,
+                "backbone_weights": self.loaded.weights_source,
+                "preprocessing": self.preprocessing(),
+                "head": self.head.state(), "model_version": self.version,
+                "loaded_model": self.loaded}
 
 
 class FrozenClassifier(_FrozenBase):
     """Global feature per image, softmax head, predictions for every cached image."""
 
-    def __init__(self, settings: Settings, store: Store, trainer):
-        super().__init__(settings, store, trainer)
+    task = "classification"
+
+    def __init__(self, settings: Settings, store: Store, report: Report, publish: Publish):
+        super().__init__(settings, store, report, publish)
         self.cache = FeatureCache(settings.features_dir, self.extractor.key)
         self._feats_ids: np.ndarray | None = None
         self._feats: np.ndarray | None = None
@@ -121,12 +135,12 @@ class FrozenClassifier(_FrozenBase):
                 if self.head is not None:
                     self._predict_ids(batch)
             return True
-        self.trainer.update(extract_done=len(all_ids), extract_total=len(all_ids))
+        self.report(extract_done=len(all_ids), extract_total=len(all_ids))
         return False
 
     def _train_and_predict(self, class_ids: list[int]) -> None:
         start = time.perf_counter()
-        self.trainer.update(state="training", message="training the head")
+        self.report(state="training", message="training the head")
         ids, feats = self._features()
         train_ids, train_cls = self.store.labeled_pairs("train")
         val_ids, val_cls = self.store.labeled_pairs("val")
@@ -147,16 +161,12 @@ class FrozenClassifier(_FrozenBase):
         val_pred = self.head.predict_proba(x_val).argmax(1) if y_val.size else y_val
         n_labels = int(len(self.store.labeled_pairs()[0]))
         self.store.record_model(
-            version, "classification", self.settings.backbone, "frozen", n_labels,
+            version, self.task, self.settings.backbone, self.mode, n_labels,
             val_accuracy=metrics.accuracy(y_val, val_pred),
             metrics={"confusion": metrics.confusion(y_val, val_pred, len(class_ids)),
                      "class_ids": class_ids, "n_train": int(y_train.size),
                      "n_val": int(y_val.size)})
-        self.version = version
-        elapsed = time.perf_counter() - start
-        self.trainer.update(model_version=version, last_trained_at=time.time(),
-                            last_train_seconds=elapsed, state="idle",
-                            message=f"model v{version} on {y_train.size} labels")
+        self._trained(version, start, f"on {y_train.size} labels")
 
     def _predict_ids(self, batch: np.ndarray) -> None:
         ids, feats = self._features()
@@ -175,17 +185,8 @@ class FrozenClassifier(_FrozenBase):
             "class_id": lookup[pred], "probability": prob, "margin": margin,
             "entropy": entropy}), replace_all=replace_all)
 
-    def model_state(self) -> dict | None:
-        if self.head is None:
-            return None
-        names = {c.id: c.name for c in self.store.classes()}
-        return {"task": "classification", "mode": "frozen",
-                "classes": [names[c] for c in self.class_ids],
-                "backbone": self.settings.backbone,
-                "backbone_weights": self.loaded.weights_source,
-                "preprocessing": {"key": self.extractor.key},
-                "head": self.head.state(), "model_version": self.version,
-                "loaded_model": self.loaded}
+    def preprocessing(self) -> dict:
+        return {"key": self.extractor.key}
 
 
 def _select(ids: np.ndarray, feats: np.ndarray, want_ids: np.ndarray, want_cls: np.ndarray,
@@ -203,14 +204,18 @@ def _select(ids: np.ndarray, feats: np.ndarray, want_ids: np.ndarray, want_cls: 
 class FrozenSegmenter(_FrozenBase):
     """Patch grid per image, 1x1 linear head, masks upsampled from patch logits."""
 
-    def __init__(self, settings: Settings, store: Store, trainer):
-        super().__init__(settings, store, trainer, dynamic_img_size=True)
+    task = "segmentation"
+    timm_kwargs = {"dynamic_img_size": True}
+
+    def __init__(self, settings: Settings, store: Store, report: Report, publish: Publish):
+        super().__init__(settings, store, report, publish)
         self.long_side = settings.seg_long_side
         self.cache = FeatureCache(settings.features_dir,
                                   self.extractor.patch_key(self.long_side))
         self._have: set[int] = set()
         self._targets: dict[int, tuple] = {}   # image id -> (mask checksum, targets, weights)
         self._summary_cursor = 0
+        self._masks: HeadMasks | None = None  # what the page reads; see learners/published.py
 
     def _grid(self, image_id: int) -> np.ndarray | None:
         grid = self.cache.get_patches(image_id)
@@ -240,6 +245,13 @@ class FrozenSegmenter(_FrozenBase):
 
     def step(self, changed: bool) -> bool:
         class_ids = self._classes()
+        if self.head is None and self._masks is not None:  # its classes changed: withdraw
+            self._masks = None
+            self.publish(None)
+        if self._masks is not None:  # images a page asked for: their features first
+            asked = self._missing(np.asarray(self._masks.take_wanted(), dtype=np.int64))
+            if asked.size:
+                self._extract(asked[:SEG_EXTRACT_CHUNK])
         all_ids = self.store.readable_image_ids()
         masked = self.store.masked_ids()
         urgent = self._missing(masked)
@@ -255,7 +267,7 @@ class FrozenSegmenter(_FrozenBase):
             self._progress(len(all_ids) - len(missing) + count, len(all_ids), count,
                            time.perf_counter() - start)
         else:
-            self.trainer.update(extract_done=len(all_ids), extract_total=len(all_ids))
+            self.report(extract_done=len(all_ids), extract_total=len(all_ids))
         if self.head is not None:
             more_summaries = self._summarise(all_ids)
         else:
@@ -274,7 +286,7 @@ class FrozenSegmenter(_FrozenBase):
 
     def _train(self, class_ids: list[int]) -> None:
         start = time.perf_counter()
-        self.trainer.update(state="training", message="training the head")
+        self.report(state="training", message="training the head")
         to_positions = self.mask_values.to_positions
         k = len(class_ids)
         train_ids = self.store.masked_ids("train")
@@ -304,15 +316,15 @@ class FrozenSegmenter(_FrozenBase):
             predicted, _ = self.head.predict_mask(grid, mask.shape)
             iou.add(to_positions(mask), predicted)
         self.store.record_model(
-            version, "segmentation", self.settings.backbone, "frozen",
+            version, self.task, self.settings.backbone, self.mode,
             int(len(self.store.masked_ids())), val_miou=iou.mean(),
             metrics={"per_class_iou": iou.per_class(), "class_ids": class_ids,
                      "n_train": len(grids)})
-        self.version = version
         self._summary_cursor = 0
-        self.trainer.update(model_version=version, last_trained_at=time.time(),
-                            last_train_seconds=time.perf_counter() - start, state="idle",
-                            message=f"model v{version} on {len(grids)} masks")
+        self._masks = HeadMasks(version, class_ids, self.head, self.cache,
+                                wanted=self._masks.take_wanted() if self._masks else ())
+        self.publish(self._masks)
+        self._trained(version, start, f"on {len(grids)} masks")
 
     def _summarise(self, all_ids: np.ndarray) -> bool:
         """Rank a window of images per step (entropy, class fractions) for the strategies."""
@@ -334,30 +346,5 @@ class FrozenSegmenter(_FrozenBase):
                 replace_all=False)
         return self._summary_cursor < len(have)
 
-    def predicted_mask(self, image_id: int) -> dict | None:
-        """The predicted mask for one image at its size: positions 1..K, fractions, version."""
-        head = self.head
-        if head is None:
-            return None
-        row = self.store.image(image_id)
-        if row is None or not row.readable:
-            return None
-        grid = self._grid(image_id)
-        if grid is None:
-            return None
-        mask, fractions = head.predict_mask(grid, (row.height, row.width))
-        return {"mask": mask, "fractions": fractions.tolist(), "model_version": self.version,
-                "class_ids": list(self.class_ids)}
-
-    def model_state(self) -> dict | None:
-        if self.head is None:
-            return None
-        names = {c.id: c.name for c in self.store.classes()}
-        return {"task": "segmentation", "mode": "frozen",
-                "classes": [names[c] for c in self.class_ids],
-                "backbone": self.settings.backbone,
-                "backbone_weights": self.loaded.weights_source,
-                "preprocessing": {"key": self.extractor.patch_key(self.long_side),
-                                  "long_side": self.long_side},
-                "head": self.head.state(), "model_version": self.version,
-                "loaded_model": self.loaded}
+    def preprocessing(self) -> dict:
+        return {"key": self.extractor.patch_key(self.long_side), "long_side": self.long_side}

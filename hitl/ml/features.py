@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import secrets
 import shutil
@@ -27,7 +26,9 @@ import timm.data
 import torch
 from torchvision import transforms as T
 
+from hitl.atomic import atomic_file
 from hitl.backbones import LoadedModel
+from hitl.imaging import as_rgb
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,6 @@ _RESAMPLE = {
 
 A = TypeVar("A")
 B = TypeVar("B")
-
-
-def _rgb(image: PIL.Image.Image) -> PIL.Image.Image:
-    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def _safe(text: str) -> str:
@@ -132,12 +129,12 @@ class FeatureExtractor:
         return x.mul_(self._scale).sub_(self._shift)
 
     def _prepare_global(self, images: list[PIL.Image.Image]) -> torch.Tensor:
-        return self._to_batch([np.asarray(self._pil_transform(_rgb(im))) for im in images])
+        return self._to_batch([np.asarray(self._pil_transform(as_rgb(im))) for im in images])
 
     def _prepare_patches(self, job: tuple[list[PIL.Image.Image], tuple[int, int]]) -> torch.Tensor:
         images, size = job
         return self._to_batch(
-            [np.asarray(_rgb(im).resize(size, self._resample, reducing_gap=3.0)) for im in images]
+            [np.asarray(as_rgb(im).resize(size, self._resample, reducing_gap=3.0)) for im in images]
         )
 
     # -- global --------------------------------------------------------------------------
@@ -234,14 +231,8 @@ class FeatureCache:
 
     @staticmethod
     def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                write(f)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_file(path) as tmp, open(tmp, "wb") as f:
+            write(f)
 
     def _shards(self) -> list[tuple[int, int, Path]]:
         """(seq, level, path) of complete shards in write order; tmp files never match."""

@@ -8,7 +8,6 @@ Models are built through a `model_factory(name, **timm_kwargs)` so the app's wei
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+
+from hitl.atomic import atomic_file
+from hitl.imaging import as_rgb
 
 ModelFactory = Callable[..., nn.Module]
 
@@ -35,18 +37,6 @@ def _norm_stats(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]
     return tuple(cfg.get("mean", timm.data.IMAGENET_DEFAULT_MEAN)), tuple(
         cfg.get("std", timm.data.IMAGENET_DEFAULT_STD)
     )
-
-
-def _rgb(image: PIL.Image.Image) -> PIL.Image.Image:
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
-def _atomic_save(obj: dict, path: Path) -> None:
-    """Write to a temp file then rename, so a crash mid-save never leaves a truncated checkpoint."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _grow_rows(layer: nn.Module, k: int) -> nn.Module:
@@ -73,10 +63,37 @@ def _grow_rows(layer: nn.Module, k: int) -> nn.Module:
     return new
 
 
-class _Finetuner:
-    """What both finetuners share: device, optimizer, lock, autocast, checkpoint fields."""
+class Finetuner:
+    """What both finetuners share: device, optimizer, lock, autocast, and the checkpoint (one
+    file: the constructor's arguments and the model's state_dict)."""
 
     model: nn.Module
+    name: str
+    num_classes: int
+    kind = ""        # the checkpoint's "kind"
+    size_field = ""  # the constructor argument (and attribute) holding the input size
+
+    def save(self, path: Path) -> None:
+        with self._lock:
+            record = {"kind": self.kind, "name": self.name, "num_classes": self.num_classes,
+                      self.size_field: getattr(self, self.size_field), "lr": self.lr,
+                      "state_dict": self.model.state_dict()}
+            with atomic_file(path) as tmp:
+                torch.save(record, tmp)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict, device: torch.device,
+                        model_factory: ModelFactory | None = None) -> Finetuner:
+        self = cls(ckpt["name"], ckpt["num_classes"], device, ckpt[cls.size_field],
+                   model_factory, ckpt.get("lr", 1e-3))
+        self.model.load_state_dict(ckpt["state_dict"])
+        return self
+
+    @classmethod
+    def load(cls, path: Path, device: torch.device,
+             model_factory: ModelFactory | None = None) -> Finetuner:
+        return cls.from_checkpoint(torch.load(path, map_location="cpu", weights_only=True),
+                                   device, model_factory)
 
     def _setup(self, device: torch.device, lr: float) -> None:
         self.device = torch.device(device)
@@ -103,8 +120,10 @@ class _Finetuner:
 # ------------------------------------------------------------------------------- classification
 
 
-class ClassifierFinetuner(_Finetuner):
+class ClassifierFinetuner(Finetuner):
     """A timm classifier trained end to end on the labeled images."""
+
+    kind, size_field = "classifier", "input_size"
 
     def __init__(
         self,
@@ -156,7 +175,7 @@ class ClassifierFinetuner(_Finetuner):
                 idx = self._rng.choice(
                     len(images), size=max(2, min(batch_size, len(images))), replace=len(images) < 2
                 )
-                x = torch.stack([self.train_transform(_rgb(images[i])) for i in idx]).to(
+                x = torch.stack([self.train_transform(as_rgb(images[i])) for i in idx]).to(
                     self.device
                 )
                 y = y_all[idx].to(self.device)
@@ -173,7 +192,7 @@ class ClassifierFinetuner(_Finetuner):
             self.model.eval()
             for i in range(0, len(images), batch_size):
                 x = torch.stack(
-                    [self.eval_transform(_rgb(im)) for im in images[i : i + batch_size]]
+                    [self.eval_transform(as_rgb(im)) for im in images[i : i + batch_size]]
                 ).to(self.device)
                 with self._autocast():
                     logits = self.model(x)
@@ -195,31 +214,6 @@ class ClassifierFinetuner(_Finetuner):
                         setattr(parent, child_name, new)
             self.num_classes = k
             self._new_optimizer()
-
-    def save(self, path: Path) -> None:
-        with self._lock:
-            _atomic_save(
-                {
-                    "kind": "classifier",
-                    "name": self.name,
-                    "num_classes": self.num_classes,
-                    "input_size": self.input_size,
-                    "lr": self.lr,
-                    "state_dict": self.model.state_dict(),
-                },
-                path,
-            )
-
-    @classmethod
-    def load(
-        cls, path: Path, device: torch.device, model_factory: ModelFactory | None = None
-    ) -> ClassifierFinetuner:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        self = cls(
-            ckpt["name"], ckpt["num_classes"], device, ckpt["input_size"], model_factory, ckpt["lr"]
-        )
-        self.model.load_state_dict(ckpt["state_dict"])
-        return self
 
 
 # ------------------------------------------------------------------------------------ segmentation
@@ -252,8 +246,10 @@ class SegModel(nn.Module):
         )
 
 
-class SegFinetuner(_Finetuner):
+class SegFinetuner(Finetuner):
     """Semantic segmentation trained end to end from partial masks (0 = unlabeled)."""
+
+    kind, size_field = "segmentation", "size"
 
     def __init__(
         self,
@@ -280,7 +276,7 @@ class SegFinetuner(_Finetuner):
 
     def _pair(self, image: PIL.Image.Image, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Resized, jointly augmented (image, target); target = class index, -1 = unlabeled."""
-        image = _rgb(image)
+        image = as_rgb(image)
         mask = np.asarray(mask)
         if mask.shape != (image.height, image.width):
             raise ValueError(
@@ -322,7 +318,7 @@ class SegFinetuner(_Finetuner):
     @torch.no_grad()
     def predict_proba(self, image: PIL.Image.Image) -> np.ndarray:
         """(K, H, W) float32 class probabilities at the image's original size."""
-        image = _rgb(image)
+        image = as_rgb(image)
         x = self.to_input(self.resize(v2.functional.pil_to_tensor(image)))[None].to(self.device)
         with self._lock:
             self.model.eval()
@@ -345,28 +341,3 @@ class SegFinetuner(_Finetuner):
             self.model.classifier = _grow_rows(self.model.classifier, k)
             self.num_classes = k
             self._new_optimizer()
-
-    def save(self, path: Path) -> None:
-        with self._lock:
-            _atomic_save(
-                {
-                    "kind": "segmentation",
-                    "name": self.name,
-                    "num_classes": self.num_classes,
-                    "size": self.size,
-                    "lr": self.lr,
-                    "state_dict": self.model.state_dict(),
-                },
-                path,
-            )
-
-    @classmethod
-    def load(
-        cls, path: Path, device: torch.device, model_factory: ModelFactory | None = None
-    ) -> SegFinetuner:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        self = cls(
-            ckpt["name"], ckpt["num_classes"], device, ckpt["size"], model_factory, ckpt["lr"]
-        )
-        self.model.load_state_dict(ckpt["state_dict"])
-        return self
