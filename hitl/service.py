@@ -138,15 +138,7 @@ class Service(ReviewService):
                 "height": row.height, "readable": row.readable, "error": row.error,
                 "split": row.split, "skipped": state["skipped"], "note": note,
                 "strategy": strategy, "prediction": None, "label": None}
-        if task == "classification":
-            names = {c.id: c.name for c in self.store.classes()}
-            view["label"] = names.get(state["label"])
-            pred = state["prediction"]
-            if pred is not None and pred[0] in names:
-                view["prediction"] = {"label": names[pred[0]], "probability": pred[1],
-                                      "model_version": pred[2]}
-        else:
-            view["label"] = "mask" if state["has_mask"] else None
+        get_task(task).describe(view, state, self.store.classes())
         return view
 
     @answer
@@ -162,7 +154,7 @@ class Service(ReviewService):
         if strategy not in valid:
             raise StoreError(f"Unknown strategy {strategy!r}; choose one of: "
                              + ", ".join(valid) + ".")
-        index = self.store.open_index(user) if self._has_fast_path(task) else None
+        index = self.store.open_index(user) if get_task(task).ranked else None
         candidates = None if index is not None else self.store.candidates(task, user)
         if (candidates["ids"].size == 0 if index is None else index.blocked.all()):
             return self._view(None, task, strategy=strategy)
@@ -171,7 +163,7 @@ class Service(ReviewService):
         first_problem = None
         while strategy is not None:
             tried.append(strategy)
-            ordered, problem = (self._order(task, strategy, class_name, candidates, user)
+            ordered, problem = (self._mask_order(strategy, class_name, candidates)
                                 if index is None else
                                 self._fast_order(strategy, class_name, index, user))
             image_id = self.store.lease_first(ordered, user, self.session.settings.lease_seconds) \
@@ -188,45 +180,26 @@ class Service(ReviewService):
         return self._view(None, task, note="Every remaining image is being labeled by someone "
                                            "else right now.", strategy=wanted)
 
-    def _order(self, task: str, strategy: str, class_name: str | None, c: dict,
-               user: str) -> tuple[np.ndarray, str | None]:
-        """Candidate ids for one strategy, and why it has none when it has none."""
-        no_predictions = "no predictions yet"
+    def _mask_order(self, strategy: str, class_name: str | None,
+                    c: dict) -> tuple[np.ndarray, str | None]:
+        """Candidate ids for one strategy over mask summaries (entropy, class fractions), and
+        why it has none when it has none."""
         if strategy == "sequential":
             return strategies.sequential(c), None
         if strategy == "random":
             return strategies.random_order(c, seed=time.time_ns() % (2**32)), None
-        if task == "segmentation":
-            if strategy == "uncertain":
-                return strategies.seg_uncertain(c), no_predictions
+        if strategy == "uncertain":
+            return strategies.seg_uncertain(c), "no predictions yet"
+        if strategy == "class":
             cls = self._class(class_name)
             position = [x.id for x in self.store.classes()].index(cls.id)
             return strategies.seg_of_class(c, position), f"no image predicted to hold {cls.name}"
-        if strategy in ("uncertain", "margin", "entropy"):
-            score = "probability" if strategy == "uncertain" else strategy
-            return strategies.uncertain(c, score), no_predictions
-        if strategy == "minority":
-            order = [x.id for x in self.store.classes()]
-            return (strategies.minority(c, self.store.label_counts(), order),
-                    "no predicted candidate for any class")
-        if strategy == "class":
-            cls = self._class(class_name)
-            return strategies.of_class(c, cls.id), f"no unlabeled image predicted as {cls.name}"
-        if strategy == "last class":
-            last = self.store.last_label_class(user)
-            if last is None:
-                return np.array([], dtype=np.int64), "no label yet"
-            return strategies.of_class(c, last), "no unlabeled image predicted as the last class"
         raise StoreError(f"Unknown strategy {strategy!r}.")
-
-    @staticmethod
-    def _has_fast_path(task: str) -> bool:
-        """Tasks whose candidates are class predictions walk pre-sorted orders (fast_order)."""
-        return get_task(task).candidates == "label_candidates"
 
     def _fast_order(self, strategy: str, class_name: str | None, index: strategies.OpenIndex,
                     user: str) -> tuple[np.ndarray, str | None]:
-        """_order's answers for classification, from orders sorted once per model."""
+        """Candidate ids for one strategy over class predictions, from orders sorted once per
+        model, and why it has none when it has none."""
         if strategy in ("sequential", "random"):
             return strategies.fast_order(strategy, index, seed=time.time_ns() % (2**32)), None
         if strategy in ("uncertain", "margin", "entropy"):

@@ -10,6 +10,7 @@ and imported on first use, so reading the table costs nothing and imports nothin
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,14 +31,17 @@ def _resolve(ref: str) -> Any:
 class Task:
     name: str
     strategies: tuple[str, ...]       # next-image strategies, the page's default first
-    learners: dict[str, str]          # training mode -> "module:Class" (settings, store, report)
+    learners: dict[str, str]          # training mode -> "module:Learner" (hitl/learners)
     stats: str                        # "module:function" (session, live_window) -> dict
     predictor: str                    # "module:Class" that a model file of this task loads into
     exports: tuple[str, ...]          # the export formats (hitl.export) that hold its labels
     demo_classes: tuple[str, ...]     # the generated demo set's classes for this task
     score: str                        # the models column its learning curve plots
     candidates: str                   # the Store method listing its unlabeled images
-    labeled: str                      # the Store.counts() key of its labeled images
+    ranked: bool                      # its candidates walk Store.open_index's presorted
+                                      # class-prediction orders (else per-call strategies)
+    describe: Callable[[dict, dict, list], None]  # (view, image state, classes): put its
+                                      # label and prediction in what the page and API show
 
     def learner(self, mode: str) -> type:
         """The learner class for a training mode ('frozen' or 'finetune')."""
@@ -54,6 +58,19 @@ class Task:
         return _resolve(self.predictor)
 
 
+def _describe_label(view: dict, state: dict, classes) -> None:
+    names = {c.id: c.name for c in classes}
+    view["label"] = names.get(state["label"])
+    pred = state["prediction"]
+    if pred is not None and pred[0] in names:
+        view["prediction"] = {"label": names[pred[0]], "probability": pred[1],
+                              "model_version": pred[2]}
+
+
+def _describe_mask(view: dict, state: dict, classes) -> None:
+    view["label"] = "mask" if state["has_mask"] else None
+
+
 TASKS: dict[str, Task] = {
     "classification": Task(
         name="classification",
@@ -66,7 +83,8 @@ TASKS: dict[str, Task] = {
         demo_classes=SHAPES,
         score="val_accuracy",
         candidates="label_candidates",
-        labeled="labels",
+        ranked=True,
+        describe=_describe_label,
     ),
     "segmentation": Task(
         name="segmentation",
@@ -79,7 +97,8 @@ TASKS: dict[str, Task] = {
         demo_classes=SEG_CLASSES,
         score="val_miou",
         candidates="mask_candidates",
-        labeled="masks",
+        ranked=False,
+        describe=_describe_mask,
     ),
 }
 
