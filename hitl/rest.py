@@ -254,6 +254,23 @@ def classes(ctx: Ctx = Depends(context)) -> list[str]:
     return answer(ctx.service.classes(ctx.caller))
 
 
+class ClassBody(BaseModel):
+    name: str
+
+
+@router.post("/classes", summary="Add a class (admin)")
+def add_class(body: ClassBody, ctx: Ctx = Depends(context)) -> dict:
+    return answer(ctx.service.add_class(ctx.caller, body.name))
+
+
+@router.delete("/classes/{name}", summary="Remove a class with its labels and mask pixels "
+               "(admin; the model restarts)")
+def remove_class(name: str, ctx: Ctx = Depends(context)) -> dict:
+    if ctx.caller.is_admin and ctx.session.store.class_by_name(name) is None:
+        raise ApiError(404, f"There is no class named {name!r}.")
+    return answer(ctx.service.remove_class(ctx.caller, name))
+
+
 # ---- review in bulk (issue 13) ---------------------------------------------------------------
 class AcceptBody(BaseModel):
     image_ids: list[int]            # every image of the page, as shown
@@ -307,13 +324,14 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def build_api(session: Session, gate: Gate) -> FastAPI:
-    """The /api/v1 app: mounted into Gradio's server by hitl.ui.app.launch."""
+def build_api(session: Session, gate: Gate, service=None) -> FastAPI:
+    """The /api/v1 app: mounted into Gradio's server by hitl.ui.app.launch; `service` is the
+    page's hitl.service.Service, so page and REST share one."""
     api = FastAPI(title="hitl REST API", version="1", docs_url="/docs",
                   openapi_url="/openapi.json", redoc_url=None,
                   description="Label images while a model learns. Same server, port and "
                               "logins as the page; see the README's API section.")
-    api.state.service = Service(session)
+    api.state.service = Service(session, service)
     api.state.gate = gate
     api.include_router(router)
 

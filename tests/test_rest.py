@@ -266,3 +266,28 @@ def test_raw_gradio_calls_leave_no_session_behind(app_factory):
     client = app.client()
     assert client.predict(api_name="/classes") == list(demo_set.SHAPES)
     assert client.session_hash in holder.session_data
+
+
+def test_roles_apply_through_the_service(app_factory, tmp_path):
+    token_file = tmp_path / "users.txt.tokens"
+    bob_token, ann_token = add_token(token_file, "bob"), add_token(token_file, "ann")
+    app = app_factory(auth=[("ann", "pw1", "admin"), ("bob", "pw2")], task="classification",
+                      train=False, tokens=TokenChecker.from_file(token_file))
+    bob = {"Authorization": f"Bearer {bob_token}"}
+    ann = {"Authorization": f"Bearer {ann_token}"}
+    with rest(app) as api:
+        refused = api.post("/classes", json={"name": "hexagon"}, headers=bob)
+        assert refused.status_code == 403 and "Only an admin" in refused.json()["error"]
+        assert api.delete("/classes/circle", headers=bob).status_code == 403
+        # a labeler still labels
+        view = api.get("/next", params={"strategy": "sequential"}, headers=bob).json()
+        assert api.put(f"/images/{view['image_id']}/label", json={"label": "circle"},
+                       headers=bob).json()["ok"]
+        added = api.post("/classes", json={"name": "hexagon"}, headers=ann)
+        assert added.status_code == 200, added.text
+        assert api.get("/classes", headers=bob).json() == [*demo_set.SHAPES, "hexagon"]
+        assert api.delete("/classes/nothing", headers=ann).status_code == 404
+        removed = api.delete("/classes/circle", headers=ann)
+        assert removed.status_code == 200 and removed.json()["labels"] == 1
+        # undo is the caller's own: ann has no label to undo, bob's label went with its class
+        assert api.post("/undo", headers=ann).status_code == 400

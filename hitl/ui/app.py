@@ -39,6 +39,7 @@ def build_app(session: Session, access: Access | None = None) -> gr.Blocks:
     session's settings)."""
     service = Service(session, access)
     with gr.Blocks(title="hitl") as demo:
+        demo.hitl_service = service  # the REST API (launch) answers through the same one
         gr.Markdown("## hitl — label while the model learns")
         warning = space_warning(session.settings)
         gr.Markdown("  \n".join(filter(None, [warning, *session.warnings])),
@@ -108,7 +109,8 @@ def launch(demo: gr.Blocks, session: Session, auth=None, tokens: TokenChecker | 
         gate = Gate(logins=bool(auth), tokens=tokens, allow_anonymous=settings.allow_anonymous,
                     cookie_user=gradio_cookie_user(demo))
         routes = list(app_kwargs.get("routes") or [])
-        app_kwargs["routes"] = [Mount(REST_PREFIX, app=build_api(session, gate)), *routes]
+        rest_api = build_api(session, gate, getattr(demo, "hitl_service", None))
+        app_kwargs["routes"] = [Mount(REST_PREFIX, app=rest_api), *routes]
     return demo.launch(server_name=settings.host, server_port=settings.port,
                        share=settings.share, auth=auth, head=HEAD, css=CSS,
                        max_file_size="50mb", footer_links=["api"], app_kwargs=app_kwargs,
