@@ -31,7 +31,7 @@ def _resolve(ref: str) -> Any:
 class Task:
     name: str
     strategies: tuple[str, ...]       # next-image strategies, the page's default first
-    learners: dict[str, str]          # training mode -> "module:Learner" (hitl/learners)
+    learners: dict[str, str]          # training mode -> its class in hitl/learners/<mode>.py
     stats: str                        # "module:function" (session, live_window) -> dict
     predictor: str                    # "module:Class" that a model file of this task loads into
     exports: tuple[str, ...]          # the export formats (hitl.export) that hold its labels
@@ -48,7 +48,7 @@ class Task:
         if mode not in self.learners:
             raise ValueError(f"Unknown training mode {mode!r} for {self.name}; choose one of: "
                              + ", ".join(self.learners) + ".")
-        return _resolve(self.learners[mode])
+        return _resolve(f"hitl.learners.{mode}:{self.learners[mode]}")
 
     def stats_of(self, session, live_window: int = 50) -> dict:
         """The numbers the stats panel and the stats() endpoint show for this task."""
@@ -73,32 +73,26 @@ def _describe_mask(view: dict, state: dict, classes) -> None:
 
 TASKS: dict[str, Task] = {
     "classification": Task(
-        name="classification",
-        strategies=strategies.CLASSIFICATION_STRATEGIES,
-        learners={"frozen": "hitl.learners.frozen:FrozenClassifier",
-                  "finetune": "hitl.learners.finetune:FinetuneClassifier"},
+        name="classification", strategies=strategies.CLASSIFICATION_STRATEGIES,
+        learners={"frozen": "FrozenClassifier", "finetune": "FinetuneClassifier"},
         stats="hitl.stats:classification_stats",
         predictor="hitl.model_file:ClassificationPredictor",
         exports=("csv", "imagefolder", "parquet", "json", "model"),
         demo_classes=SHAPES,
         score="val_accuracy",
         candidates="label_candidates",
-        ranked=True,
-        describe=_describe_label,
+        ranked=True, describe=_describe_label,
     ),
     "segmentation": Task(
-        name="segmentation",
-        strategies=strategies.SEGMENTATION_STRATEGIES,
-        learners={"frozen": "hitl.learners.frozen:FrozenSegmenter",
-                  "finetune": "hitl.learners.finetune:FinetuneSegmenter"},
+        name="segmentation", strategies=strategies.SEGMENTATION_STRATEGIES,
+        learners={"frozen": "FrozenSegmenter", "finetune": "FinetuneSegmenter"},
         stats="hitl.stats:segmentation_stats",
         predictor="hitl.model_file:SegmentationPredictor",
         exports=("masks", "coco", "json", "model"),
         demo_classes=SEG_CLASSES,
         score="val_miou",
         candidates="mask_candidates",
-        ranked=False,
-        describe=_describe_mask,
+        ranked=False, describe=_describe_mask,
     ),
 }
 

@@ -32,7 +32,7 @@ def test_classifier_learns_red_vs_blue():
     rng = np.random.default_rng(0)
     labels = [i % 2 for i in range(16)]
     images = [colour_image(rng, y, size=(int(rng.integers(24, 48)), 32)) for y in labels]
-    ft = ClassifierFinetuner("test_resnet", 2, CPU, input_size=48, lr=3e-3)
+    ft = ClassifierFinetuner("test_resnet", 2, CPU, size=48, lr=3e-3)
     first = ft.train_steps(images, labels, steps=3, batch_size=8)
     last = ft.train_steps(images, labels, steps=30, batch_size=8)
     assert last < first
@@ -55,7 +55,7 @@ def test_classifier_save_load_and_grow(tmp_path):
         built.append((name, kw))
         return timm.create_model(name, pretrained=False, **kw)
 
-    ft = ClassifierFinetuner("test_efficientnet", 2, CPU, input_size=32, model_factory=factory)
+    ft = ClassifierFinetuner("test_efficientnet", 2, CPU, size=32, model_factory=factory)
     assert built == [("test_efficientnet", {"num_classes": 2})]
     ft.train_steps(images, labels, steps=2, batch_size=4)
     before = ft.predict_proba(images)
@@ -64,7 +64,7 @@ def test_classifier_save_load_and_grow(tmp_path):
     ft.save(path)
     assert path.exists() and not (tmp_path / "clf.pt.tmp").exists()
     again = ClassifierFinetuner.load(path, CPU, model_factory=factory)
-    assert (again.name, again.num_classes, again.input_size) == ("test_efficientnet", 2, 32)
+    assert (again.name, again.num_classes, again.size) == ("test_efficientnet", 2, 32)
     np.testing.assert_allclose(again.predict_proba(images), before, atol=1e-6)
 
     head = ft.model.get_classifier()

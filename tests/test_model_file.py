@@ -140,9 +140,7 @@ def finetune_checkpoint(ft) -> dict:
     """The dict the finetuner saves, as the trainer publishes it in state['head']."""
     path_dict = {"name": ft.name, "num_classes": ft.num_classes, "lr": ft.lr,
                  "state_dict": ft.model.state_dict()}
-    if hasattr(ft, "input_size"):
-        return dict(path_dict, kind="classifier", input_size=ft.input_size)
-    return dict(path_dict, kind="segmentation", size=ft.size)
+    return dict(path_dict, kind=ft.kind, **{ft.size_field: ft.size})
 
 
 def test_finetuned_models_round_trip(images, tmp_path):
@@ -151,7 +149,7 @@ def test_finetuned_models_round_trip(images, tmp_path):
 
     _, files, _ = images
     imgs = [load_image(f) for f in files[:4]]
-    ft = ClassifierFinetuner("test_resnet", 3, CPU, input_size=48)
+    ft = ClassifierFinetuner("test_resnet", 3, CPU, size=48)
     save_model(tmp_path / "cls.pt", {
         "task": "classification", "mode": "finetune", "classes": list(demo.SHAPES),
         "backbone": "test_resnet", "preprocessing": {"input_size": 48},

@@ -180,7 +180,7 @@ class FinetuneClassifier(_FinetuneBase):
     finetuner = ClassifierFinetuner
 
     def preprocessing(self) -> dict:
-        return {"input_size": self.model.input_size}
+        return {"input_size": self.model.size}
 
     def _has_labels(self) -> bool:
         return len(self.store.labeled_pairs()[0]) > 0

@@ -70,13 +70,30 @@ class Finetuner:
     model: nn.Module
     name: str
     num_classes: int
-    kind = ""        # the checkpoint's "kind"
-    size_field = ""  # the constructor argument (and attribute) holding the input size
+    kind = ""          # the checkpoint's "kind"
+    size_field = ""    # the checkpoint's field for the input size (kept for old checkpoints)
+    default_size = 0   # the side the model sees, in pixels
+
+    def __init__(self, name: str, num_classes: int, device: torch.device,
+                 size: int | None = None, model_factory: ModelFactory | None = None,
+                 lr: float = 1e-3):
+        """Build the model (`_build`, per kind) and everything that trains it."""
+        self.name, self.num_classes, self.lr = name, num_classes, lr
+        self.size = self.default_size if size is None else int(size)
+        self.model = self._build(model_factory or default_factory)
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        self._lock = threading.RLock()  # the trainer thread trains while a reader may predict
+        self._rng = np.random.default_rng(int(torch.randint(2**31, ())))  # torch.manual_seed
+        self._new_optimizer()
+
+    def _build(self, factory: ModelFactory) -> nn.Module:
+        raise NotImplementedError
 
     def save(self, path: Path) -> None:
         with self._lock:
             record = {"kind": self.kind, "name": self.name, "num_classes": self.num_classes,
-                      self.size_field: getattr(self, self.size_field), "lr": self.lr,
+                      self.size_field: self.size, "lr": self.lr,
                       "state_dict": self.model.state_dict()}
             with atomic_file(path) as tmp:
                 torch.save(record, tmp)
@@ -95,12 +112,6 @@ class Finetuner:
         return cls.from_checkpoint(torch.load(path, map_location="cpu", weights_only=True),
                                    device, model_factory)
 
-    def _setup(self, device: torch.device, lr: float) -> None:
-        self.device = torch.device(device)
-        self.lr = lr
-        self.model.to(self.device)
-        self._lock = threading.RLock()  # the trainer thread trains while the UI may predict
-        self._new_optimizer()
 
     def _new_optimizer(self) -> None:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=1e-4)
@@ -110,11 +121,27 @@ class Finetuner:
             self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"
         )
 
-    def _step(self, loss: torch.Tensor) -> float:
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return float(loss.detach())
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """float32 logits of a batch (bfloat16 autocast on CUDA)."""
+        with self._autocast():
+            return self.model(x.to(self.device)).float()
+
+    def _train_loop(self, n: int, steps: int, batch_size: int,
+                    loss_of: Callable[[np.ndarray], torch.Tensor]) -> float:
+        """`steps` AdamW steps, each on a random batch of the n examples (indices to loss_of);
+        returns the mean loss. A batch has at least 2 examples, repeated when fewer exist:
+        BatchNorm needs 2."""
+        losses = []
+        with self._lock:
+            self.model.train()
+            for _ in range(steps):
+                idx = self._rng.choice(n, size=max(2, min(batch_size, n)), replace=n < 2)
+                loss = loss_of(idx)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                losses.append(float(loss.detach()))
+        return float(np.mean(losses)) if losses else float("nan")
 
 
 # ------------------------------------------------------------------------------- classification
@@ -123,20 +150,12 @@ class Finetuner:
 class ClassifierFinetuner(Finetuner):
     """A timm classifier trained end to end on the labeled images."""
 
-    kind, size_field = "classifier", "input_size"
+    kind, size_field, default_size = "classifier", "input_size", 224
 
-    def __init__(
-        self,
-        name: str,
-        num_classes: int,
-        device: torch.device,
-        input_size: int = 224,
-        model_factory: ModelFactory | None = None,
-        lr: float = 1e-3,
-    ):
-        self.name, self.num_classes, self.input_size = name, num_classes, input_size
-        self.model = (model_factory or default_factory)(name, num_classes=num_classes)
-        mean, std = _norm_stats(self.model)
+    def _build(self, factory: ModelFactory) -> nn.Module:
+        model = factory(self.name, num_classes=self.num_classes)
+        mean, std = _norm_stats(model)
+        input_size = self.size
         to_tensor = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
         self.train_transform = v2.Compose(
             [
@@ -151,10 +170,7 @@ class ClassifierFinetuner(Finetuner):
         self.eval_transform = v2.Compose(
             [v2.Resize((input_size, input_size), antialias=True), *to_tensor]
         )
-        self._rng = np.random.default_rng(
-            int(torch.randint(2**31, ()))
-        )  # seeded by torch.manual_seed
-        self._setup(device, lr)
+        return model
 
     def train_steps(
         self, images: list[PIL.Image.Image], labels: list[int], steps: int, batch_size: int = 16
@@ -168,21 +184,12 @@ class ClassifierFinetuner(Finetuner):
         counts = torch.bincount(y_all, minlength=self.num_classes).float()
         class_weight = torch.where(counts > 0, 1.0 / counts.clamp_min(1), 0.0)
         class_weight = (class_weight * (counts > 0).sum() / class_weight.sum()).to(self.device)
-        losses = []
-        with self._lock:
-            self.model.train()
-            for _ in range(steps):
-                idx = self._rng.choice(
-                    len(images), size=max(2, min(batch_size, len(images))), replace=len(images) < 2
-                )
-                x = torch.stack([self.train_transform(as_rgb(images[i])) for i in idx]).to(
-                    self.device
-                )
-                y = y_all[idx].to(self.device)
-                with self._autocast():
-                    logits = self.model(x)
-                losses.append(self._step(F.cross_entropy(logits.float(), y, weight=class_weight)))
-        return float(np.mean(losses)) if losses else float("nan")
+
+        def loss(idx: np.ndarray) -> torch.Tensor:
+            x = torch.stack([self.train_transform(as_rgb(images[i])) for i in idx])
+            logits = self._forward(x)
+            return F.cross_entropy(logits, y_all[idx].to(self.device), weight=class_weight)
+        return self._train_loop(len(images), steps, batch_size, loss)
 
     @torch.no_grad()
     def predict_proba(self, images: list[PIL.Image.Image], batch_size: int = 32) -> np.ndarray:
@@ -249,30 +256,19 @@ class SegModel(nn.Module):
 class SegFinetuner(Finetuner):
     """Semantic segmentation trained end to end from partial masks (0 = unlabeled)."""
 
-    kind, size_field = "segmentation", "size"
+    kind, size_field, default_size = "segmentation", "size", 256
 
-    def __init__(
-        self,
-        encoder: str,
-        num_classes: int,
-        device: torch.device,
-        size: int = 256,
-        model_factory: ModelFactory | None = None,
-        lr: float = 1e-3,
-    ):
-        self.name, self.num_classes, self.size = encoder, num_classes, size
-        backbone = (model_factory or default_factory)(encoder, features_only=True)
-        self.model = SegModel(backbone, num_classes)
+    def _build(self, factory: ModelFactory) -> nn.Module:
+        """A timm features_only encoder (self.name) under SegModel's decoder."""
+        backbone = factory(self.name, features_only=True)
         mean, std = _norm_stats(backbone)
+        size = self.size
         self.resize = v2.Resize((size, size), antialias=True)  # nearest for Mask tv_tensors
         self.augment = v2.Compose(
             [v2.RandomHorizontalFlip(), v2.RandomRotation(10)]
         )  # fill 0 = unlabeled
         self.to_input = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
-        self._rng = np.random.default_rng(
-            int(torch.randint(2**31, ()))
-        )  # seeded by torch.manual_seed
-        self._setup(device, lr)
+        return SegModel(backbone, self.num_classes)
 
     def _pair(self, image: PIL.Image.Image, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Resized, jointly augmented (image, target); target = class index, -1 = unlabeled."""
@@ -297,23 +293,14 @@ class SegFinetuner(Finetuner):
         batch_size: int = 4,
     ) -> float:
         """`steps` AdamW steps of cross-entropy over labeled pixels only; returns the mean loss."""
-        losses = []
-        with self._lock:
-            self.model.train()
-            for _ in range(steps):
-                idx = self._rng.choice(
-                    len(images), size=max(2, min(batch_size, len(images))), replace=len(images) < 2
-                )
-                pairs = [self._pair(images[i], masks[i]) for i in idx]
-                x = torch.stack([p[0] for p in pairs]).to(self.device)
-                y = torch.stack([p[1] for p in pairs]).to(self.device)
-                with self._autocast():
-                    logits = self.model(x)
-                loss = F.cross_entropy(logits.float(), y, ignore_index=-1, reduction="sum") / (
-                    y >= 0
-                ).sum().clamp_min(1)
-                losses.append(self._step(loss))
-        return float(np.mean(losses)) if losses else float("nan")
+
+        def loss(idx: np.ndarray) -> torch.Tensor:
+            pairs = [self._pair(images[i], masks[i]) for i in idx]
+            logits = self._forward(torch.stack([p[0] for p in pairs]))
+            y = torch.stack([p[1] for p in pairs]).to(self.device)
+            total = F.cross_entropy(logits, y, ignore_index=-1, reduction="sum")
+            return total / (y >= 0).sum().clamp_min(1)
+        return self._train_loop(len(images), steps, batch_size, loss)
 
     @torch.no_grad()
     def predict_proba(self, image: PIL.Image.Image) -> np.ndarray:
