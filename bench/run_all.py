@@ -31,6 +31,7 @@ BENCHES = [
     ("seg", "bench_seg.py"),                # 6-9
     ("load", "bench_load.py"),              # 10
     ("rest", "bench_rest.py"),              # 11
+    ("review", "bench_review.py"),          # 12
 ]
 
 
