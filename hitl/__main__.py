@@ -9,9 +9,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from hitl.settings import CHECKPOINTS, DB_NAME, MODEL_STATE
+
 LOCKED = "the session is open in a running app: stop it or export from the page"
-DB_NAME = "hitl.duckdb"
-MODEL_STATE = Path("checkpoints") / "model_state.pt"
 
 
 def _fail(message: str) -> int:
@@ -51,7 +51,7 @@ def export_main(argv: list[str]) -> int:
     parser.add_argument("--symlink", action="store_true", help="link images instead of copying")
     args = parser.parse_args(argv)
     if args.format == "model":  # the trainer's own file: validated and copied, no database
-        source = args.session / MODEL_STATE
+        source = args.session / CHECKPOINTS / MODEL_STATE
         if not source.is_file():
             return _fail(f"no trained model yet ({source} does not exist): label some images "
                          "with the app running, then export again")

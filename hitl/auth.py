@@ -17,12 +17,12 @@ import functools
 import getpass
 import hashlib
 import hmac
-import os
 import secrets
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+
+from hitl.atomic import atomic_file
 
 SCHEME = "scrypt"
 # n=2**14, r=8 needs 16 MiB and ~50 ms per check: slow for guessing, fine for logins.
@@ -171,18 +171,8 @@ def add_user(path: Path, username: str, password: str, admin: bool = False) -> s
             break
     else:
         lines.append(new_line)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write("\n".join(lines) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, mode=0o600) as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return users_and_roles(entries=_read_entries(path))[username]
 
 

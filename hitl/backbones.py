@@ -20,11 +20,12 @@ import timm
 import torch
 from huggingface_hub.errors import RemoteEntryNotFoundError
 
+from hitl.settings import DEFAULT_BACKBONE
+
 log = logging.getLogger(__name__)
 
-DEFAULT_BACKBONE = "vit_small_patch16_dinov3.lvd1689m"
 BACKBONE_PRESETS: dict[str, str] = {
-    "DINOv3 small": "vit_small_patch16_dinov3.lvd1689m",
+    "DINOv3 small": DEFAULT_BACKBONE,
     "DINOv3 large": "vit_large_patch16_dinov3.lvd1689m",
 }
 

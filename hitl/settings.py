@@ -14,6 +14,16 @@ DEFAULT_BACKBONE = "vit_small_patch16_dinov3.lvd1689m"
 DEFAULT_FINETUNE_MODEL = "resnet18"
 
 
+DB_NAME = "hitl.duckdb"
+CHECKPOINTS = "checkpoints"
+MODEL_STATE = "model_state.pt"
+
+
+def _in_session(*parts: str) -> property:
+    """A path inside the session folder, as a read-only attribute."""
+    return property(lambda self: Path(self.session_dir, *parts))
+
+
 def default_session_dir() -> Path:
     """A Space with persistent storage mounts /data; keep labels there when it exists."""
     return Path("/data/session") if Path("/data").is_dir() else Path("session")
@@ -49,22 +59,10 @@ class Settings:
     val_every: int = 5  # one image in val_every goes to the validation split
     verbose: bool = False
 
-    @property
-    def db_path(self) -> Path:
-        return self.session_dir / "hitl.duckdb"
-
-    @property
-    def features_dir(self) -> Path:
-        return self.session_dir / "features"
-
-    @property
-    def checkpoints_dir(self) -> Path:
-        return self.session_dir / "checkpoints"
-
-    @property
-    def demo_dir(self) -> Path:
-        return self.session_dir / "demo"
-
-    @property
-    def downloads_dir(self) -> Path:
-        return self.session_dir / "downloads"
+    # the session folder's layout
+    db_path = _in_session(DB_NAME)
+    features_dir = _in_session("features")
+    checkpoints_dir = _in_session(CHECKPOINTS)
+    model_state_path = _in_session(CHECKPOINTS, MODEL_STATE)  # the trainer's latest model
+    demo_dir = _in_session("demo")
+    downloads_dir = _in_session("downloads")

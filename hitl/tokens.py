@@ -8,10 +8,10 @@ keeps only its SHA-256 in a file next to the auth file (`users.txt.tokens`), one
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
-import tempfile
 from pathlib import Path
+
+from hitl.atomic import atomic_file
 
 PREFIX = "hitl_"
 
@@ -49,18 +49,9 @@ def add_token(path: Path, username: str) -> str:
     token = PREFIX + secrets.token_urlsafe(32)
     tokens = read_tokens(path)
     tokens[username] = _digest(token)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write("".join(f"{user}:{digest}\n" for user, digest in tokens.items()))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, mode=0o600) as tmp:
+        tmp.write_text("".join(f"{user}:{digest}\n" for user, digest in tokens.items()),
+                       encoding="utf-8")
     return token
 
 

@@ -226,7 +226,7 @@ class Trainer:
 
     @property
     def checkpoint_path(self):
-        return self.settings.checkpoints_dir / "model_state.pt"
+        return self.settings.model_state_path
 
     def _checkpoint(self, force: bool = False) -> None:
         """Keep the latest model on disk, so `python -m hitl export --format model` works

@@ -52,7 +52,7 @@ def _standardise_stats(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 def _transfer(
-    previous: LinearHead | SegHead, mean: torch.Tensor, std: torch.Tensor, num_classes: int
+    previous: _Layer, mean: torch.Tensor, std: torch.Tensor, num_classes: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Re-express a previous head in new standardisation stats, so a warm start keeps its logits.
 
@@ -124,7 +124,7 @@ def _fit_softmax(
     return theta[:, :c].contiguous(), theta[:, c].contiguous()
 
 
-def _layer(head: LinearHead | SegHead) -> tuple[torch.Tensor, torch.Tensor]:
+def _layer(head: _Layer) -> tuple[torch.Tensor, torch.Tensor]:
     """Fold standardisation into the layer: W (x - m) / s + b == (W / s) x + (b - (W / s) m)."""
     W = _tensor(np.asarray(head.weight, np.float32) / np.asarray(head.std, np.float32))
     return W, _tensor(np.asarray(head.bias, np.float32)) - W @ _tensor(
@@ -132,7 +132,7 @@ def _layer(head: LinearHead | SegHead) -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
-def _apply(head: LinearHead | SegHead, feats: np.ndarray) -> torch.Tensor:
+def _apply(head: _Layer, feats: np.ndarray) -> torch.Tensor:
     """Logits (..., K) for features (..., C) of any float dtype."""
     W, b = _layer(head)
     x = _tensor(feats)
@@ -152,8 +152,8 @@ def _shuffled(n: int, seed: int = 0) -> np.ndarray:
 
 
 @dataclass
-class LinearHead:
-    """Softmax classifier over one global feature vector per image."""
+class _Layer:
+    """A linear layer over standardised features: what both heads are and store."""
 
     weight: np.ndarray  # (K, C)
     bias: np.ndarray  # (K,)
@@ -164,16 +164,20 @@ class LinearHead:
     def num_classes(self) -> int:
         return int(self.weight.shape[0])
 
-    def predict_proba(self, feats: np.ndarray) -> np.ndarray:
-        """(N, C) features (float16 or float32) -> (N, K) float32 probabilities."""
-        return torch.softmax(_apply(self, feats), -1).numpy()
-
     def state(self) -> dict[str, np.ndarray]:
         return {"weight": self.weight, "bias": self.bias, "mean": self.mean, "std": self.std}
 
     @classmethod
-    def from_state(cls, d: dict[str, np.ndarray]) -> LinearHead:
+    def from_state(cls, d: dict[str, np.ndarray]):
         return cls(**{k: np.asarray(d[k], np.float32) for k in ("weight", "bias", "mean", "std")})
+
+
+class LinearHead(_Layer):
+    """Softmax classifier over one global feature vector per image."""
+
+    def predict_proba(self, feats: np.ndarray) -> np.ndarray:
+        """(N, C) features (float16 or float32) -> (N, K) float32 probabilities."""
+        return torch.softmax(_apply(self, feats), -1).numpy()
 
 
 def _fit_head(
@@ -197,15 +201,9 @@ def _fit_head(
     return W.numpy(), b.numpy(), mean.numpy(), std.numpy()
 
 
-def train_linear_head(
-    feats: np.ndarray,
-    labels: np.ndarray,
-    num_classes: int,
-    previous: LinearHead | None = None,
-    steps: int = 100,
-    weight_decay: float = 1e-4,
-    lr: float = 0.1,
-) -> LinearHead:
+def train_linear_head(feats: np.ndarray, labels: np.ndarray, num_classes: int,
+                      previous: LinearHead | None = None, steps: int = 100,
+                      weight_decay: float = 1e-4, lr: float = 0.1) -> LinearHead:
     """Fit a class-balanced softmax layer on standardised features.
 
     labels are 0-based class indices. Every class counts equally in the loss however many labels
@@ -293,18 +291,8 @@ def mask_to_patch_targets(
     return targets.numpy(), weights.clamp_max(1.0).numpy()
 
 
-@dataclass
-class SegHead:
+class SegHead(_Layer):
     """1x1 linear layer over a patch grid: per-patch class logits."""
-
-    weight: np.ndarray  # (K, C)
-    bias: np.ndarray  # (K,)
-    mean: np.ndarray  # (C,)
-    std: np.ndarray  # (C,)
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.weight.shape[0])
 
     def patch_logits(self, grid: np.ndarray) -> np.ndarray:
         """(h, w, C) -> (h, w, K) float32 logits."""
@@ -335,24 +323,10 @@ class SegHead:
         fractions = torch.bincount(probs.argmax(1), minlength=self.num_classes).float() / len(probs)
         return float(_entropy(probs).mean()), fractions.numpy()
 
-    def state(self) -> dict[str, np.ndarray]:
-        return {"weight": self.weight, "bias": self.bias, "mean": self.mean, "std": self.std}
 
-    @classmethod
-    def from_state(cls, d: dict[str, np.ndarray]) -> SegHead:
-        return cls(**{k: np.asarray(d[k], np.float32) for k in ("weight", "bias", "mean", "std")})
-
-
-def train_seg_head(
-    grids: list[np.ndarray],
-    targets: list[np.ndarray],
-    weights: list[np.ndarray],
-    num_classes: int,
-    previous: SegHead | None = None,
-    steps: int = 100,
-    weight_decay: float = 1e-4,
-    lr: float = 0.1,
-) -> SegHead:
+def train_seg_head(grids: list[np.ndarray], targets: list[np.ndarray],
+                   weights: list[np.ndarray], num_classes: int, previous: SegHead | None = None,
+                   steps: int = 100, weight_decay: float = 1e-4, lr: float = 0.1) -> SegHead:
     """Weighted soft cross-entropy over all labeled patches of all images.
 
     grids[i]: (h, w, C); targets[i]: (h*w, K) and weights[i]: (h*w,) from mask_to_patch_targets.
