@@ -21,6 +21,19 @@ HUES = {"circle": 0.0, "square": 0.33, "triangle": 0.62}
 SIZE = (192, 144)
 
 
+# Before the task is chosen the demo has both tasks' classes (shapes first, so keys 1-3 mean
+# the same in both tabs); choosing classification drops the unused background.
+FIRST_LAUNCH_CLASSES = SHAPES + ("background",)
+
+
+def class_colours() -> dict[str, str]:
+    """Brush and button colours: the hue each shape is drawn in, grey for the background."""
+    colours = {"background": "#8c8c8c"}
+    for shape, hue in HUES.items():
+        colours[shape] = "#{:02x}{:02x}{:02x}".format(*_hsv(hue, 0.8, 0.85))
+    return colours
+
+
 def _hsv(h: float, s: float, v: float) -> tuple[int, int, int]:
     import colorsys
     r, g, b = colorsys.hsv_to_rgb(h % 1.0, s, v)

@@ -20,6 +20,7 @@ import numpy as np
 from hitl import strategies
 from hitl.auth import Access
 from hitl.review import ReviewService
+from hitl.seen import check_seen
 from hitl.session import Session
 from hitl.store import StoreError
 from hitl.tasks import TASKS, get_task
@@ -143,9 +144,10 @@ class Service(ReviewService):
 
     @answer
     def next_image(self, caller: Caller, task: str, strategy: str,
-                   class_name: str | None = None) -> dict:
+                   class_name: str | None = None, exclude=(), keep_leases: bool = False) -> dict:
         """Pick, lease and describe the next image; falls back (and says so) when a strategy
-        has no candidate."""
+        has no candidate. The page prefetches several: it excludes those it holds already
+        and keeps their leases."""
         user = caller.name
         wanted = strategy
         if task not in TASKS:
@@ -166,8 +168,10 @@ class Service(ReviewService):
             ordered, problem = (self._mask_order(strategy, class_name, candidates)
                                 if index is None else
                                 self._fast_order(strategy, class_name, index, user))
-            image_id = self.store.lease_first(ordered, user, self.session.settings.lease_seconds) \
-                if ordered.size else None
+            if len(exclude):
+                ordered = ordered[~np.isin(ordered, np.asarray(exclude, dtype=np.int64))]
+            image_id = self.store.lease_first(ordered, user, self.session.settings.lease_seconds,
+                                              keep_others=keep_leases) if ordered.size else None
             if image_id is not None:
                 if strategy != wanted:
                     note = f"'{wanted}' had no candidate ({first_problem}); showing '{strategy}'."
@@ -265,9 +269,10 @@ class Service(ReviewService):
         return {"kept": bool(kept)}
 
     @answer
-    def leave(self, caller: Caller) -> dict:
-        """A labeler who closes the page frees the image they were shown."""
-        self.store.release_leases(caller.name)
+    def leave(self, caller: Caller, image_ids: list[int] | None = None) -> dict:
+        """A labeler who closes the page frees the images they were shown (or, given ids,
+        those the page no longer holds ready)."""
+        self.store.release_leases(caller.name, image_ids)
         return {}
 
     @answer
@@ -318,9 +323,12 @@ class Service(ReviewService):
         self.session.lock_task(task, user)
 
     @answer
-    def annotate(self, caller: Caller, image_id: int, label: str) -> dict:
-        """Label one image with a class name; the prediction shown is kept for live accuracy."""
+    def annotate(self, caller: Caller, image_id: int, label: str,
+                 revision: int | None = None) -> dict:
+        """Label one image with a class name; the prediction shown is kept for live accuracy.
+        A page sends the class-list revision its buttons were drawn from: stale is refused."""
         user = caller.name
+        check_seen(self.store, user, image_id, revision)
         self._require_task("classification", user)
         cls = self.store.class_by_name(str(label))
         if cls is None:
@@ -334,9 +342,12 @@ class Service(ReviewService):
         return {"ok": True, "image_id": int(image_id), "label": cls.name}
 
     @answer
-    def annotate_positions(self, caller: Caller, image_id: int, positions: np.ndarray) -> dict:
-        """Save a mask whose pixels hold class positions (1-based, 0 = unlabeled)."""
+    def annotate_positions(self, caller: Caller, image_id: int, positions: np.ndarray,
+                           revision: int | None = None) -> dict:
+        """Save a mask whose pixels hold class positions (1-based, 0 = unlabeled); a page
+        sends the class-list revision its brush colours came from: stale is refused."""
         user = caller.name
+        check_seen(self.store, user, image_id, revision)
         self._require_task("segmentation", user)
         row = self.store.image(int(image_id))
         if row is None:
@@ -349,8 +360,9 @@ class Service(ReviewService):
         return {"ok": True, "image_id": int(image_id), "labeled_pixels": pixels}
 
     @answer
-    def skip(self, caller: Caller, image_id: int) -> dict:
+    def skip(self, caller: Caller, image_id: int, revision: int | None = None) -> dict:
         """Skip an image: strategies pass over it until undone."""
+        check_seen(self.store, caller.name, image_id, revision)
         self.store.skip(int(image_id), caller.name)
         return {"ok": True, "image_id": int(image_id)}
 

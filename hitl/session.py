@@ -43,8 +43,7 @@ class Session:
         for name in s.classes:
             if self.store.class_by_name(name) is None:
                 self.store.add_class(name)
-        if self.store.task():
-            self.ensure_default_classes(self.store.task())
+        self.ensure_default_classes(self.store.task())
         self.import_reports = [self._import(source) for source in s.imports]
         self.trainer = Trainer(s, self.store)
         if s.train:
@@ -73,16 +72,27 @@ class Session:
         from hitl.importer import import_labels
         return import_labels(self.store, source, self.settings.max_image_pixels)
 
-    def ensure_default_classes(self, task: str) -> None:
-        """The demo set comes with its classes, so it can be labeled at once."""
+    def ensure_default_classes(self, task: str | None) -> None:
+        """The demo set comes with its classes (coloured as drawn), so it can be labeled at
+        first launch, before its task is chosen."""
         if self.is_demo and not self.store.classes():
-            for name in get_task(task).demo_classes:
-                self.store.add_class(name)
+            names = get_task(task).demo_classes if task else demo.FIRST_LAUNCH_CLASSES
+            colours = demo.class_colours()
+            for name in names:
+                self.store.add_class(name, colour=colours.get(name))
 
     def lock_task(self, task: str, user: str = "local") -> str:
         """The first labeling action sets the task; returns the task in force."""
+        already = self.store.task()
         current = self.store.lock_task(task, user)
         self.ensure_default_classes(current)
+        if self.is_demo and already is None:
+            counts = self.store.label_counts()
+            wanted = set(get_task(current).demo_classes)
+            for name in (n for n in demo.FIRST_LAUNCH_CLASSES if n not in wanted):
+                cls = self.store.class_by_name(name)
+                if cls is not None and not counts.get(cls.id):
+                    self.store.remove_class(cls.id, user)
         return current
 
     def task_message(self, wanted: str) -> str | None:

@@ -232,6 +232,9 @@ class Store:
         self._blocked: tuple[int, np.ndarray, np.ndarray] | None = None  # see open_index
         self._migrate()
         self.revision = self._one("SELECT coalesce(max(id), 0) FROM events")
+        # bumped by every class change; pages send it back with each action (see hitl/seen.py)
+        self.class_revision = self._one(
+            "SELECT count(*) FROM events WHERE action LIKE 'class\\_%' ESCAPE '\\'")
 
     # ---- plumbing -------------------------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -262,6 +265,10 @@ class Store:
                 cur.execute("ROLLBACK")
                 raise
             return result
+
+    def _classes_changed(self) -> None:
+        self.class_revision += 1
+        self._touch()
 
     def _touch(self) -> None:
         with self.changed:
@@ -428,7 +435,8 @@ class Store:
         if clash:
             raise StoreError(f"A class named '{clash[0]}' exists already (names ignore case).")
 
-    def add_class(self, name: str, user: str = "local") -> ClassRow:
+    def add_class(self, name: str, user: str = "local", colour: str | None = None) -> ClassRow:
+        """Append a class; its colour is the given one or the first free palette colour."""
         clean = normalise_class_name(name)
 
         def add(cur):
@@ -438,15 +446,16 @@ class Store:
             if count >= MAX_CLASSES:
                 raise StoreError(f"A session can have at most {MAX_CLASSES} classes.")
             used = {r[0] for r in cur.execute("SELECT colour FROM classes").fetchall()}
-            colour = next((c for c in PALETTE if c not in used), _colour_for(count))
+            chosen = colour if colour and colour not in used else \
+                next((c for c in PALETTE if c not in used), _colour_for(count))
             values = {r[0] for r in cur.execute("SELECT mask_value FROM classes").fetchall()}
             row = cur.execute("INSERT INTO classes (name, colour, position, mask_value) "
                               f"VALUES (?, ?, ?, ?) RETURNING {CLASS_COLUMNS}",
-                              [clean, colour, top + 1, _free_mask_value(values)]).fetchone()
+                              [clean, chosen, top + 1, _free_mask_value(values)]).fetchone()
             self._event(cur, user, "class_add", class_id=row[0], detail={"name": clean})
             return ClassRow(*row)
         row = self._write(add)
-        self._touch()
+        self._classes_changed()
         return row
 
     def rename_class(self, class_id: int, name: str, user: str = "local") -> ClassRow:
@@ -461,6 +470,7 @@ class Store:
             self._event(cur, user, "class_rename", class_id=class_id,
                         detail={"from": old[0], "to": clean})
         self._write(rename)
+        self._classes_changed()
         return next(c for c in self.classes() if c.id == class_id)
 
     def reorder_classes(self, ordered_ids: Sequence[int], user: str = "local") -> None:
@@ -473,7 +483,7 @@ class Store:
                 cur.execute("UPDATE classes SET position = ? WHERE id = ?", [position, class_id])
             self._event(cur, user, "class_reorder", detail={"order": list(ordered_ids)})
         self._write(reorder)
-        self._touch()
+        self._classes_changed()
 
     def remove_class(self, class_id: int, user: str = "local") -> dict[str, int]:
         """Delete a class with its labels and its mask pixels, in one transaction."""
@@ -495,7 +505,7 @@ class Store:
             return {"labels": len(labels), "masks": touched}
         result = self._write(remove)
         self._pred_cache = None
-        self._touch()
+        self._classes_changed()
         return result
 
     # ---- labels, masks, skips, undo -------------------------------------------------------
@@ -745,8 +755,11 @@ class Store:
                           "JOIN images i ON i.id = m.image_id ORDER BY m.image_id")
 
     # ---- leases --------------------------------------------------------------------------
-    def lease_first(self, candidates: Iterable[int], user: str, seconds: float) -> int | None:
-        """Lease the first candidate nobody else holds; atomic against other labelers."""
+    def lease_first(self, candidates: Iterable[int], user: str, seconds: float,
+                    keep_others: bool = False) -> int | None:
+        """Lease the first candidate nobody else holds; atomic against other labelers.
+
+        A labeler holds one image unless keep_others (the page's prefetched images)."""
         ordered = [int(i) for i in candidates]
         if not ordered:
             return None
@@ -763,7 +776,11 @@ class Store:
                 {"ids": ordered, "now": now, "user": user}).fetchone()
             if row is None:
                 return None
-            cur.execute("DELETE FROM leases WHERE \"user\" = ? OR image_id = ?", [user, row[0]])
+            if keep_others:
+                cur.execute("DELETE FROM leases WHERE image_id = ?", [row[0]])
+            else:
+                cur.execute("DELETE FROM leases WHERE \"user\" = ? OR image_id = ?",
+                            [user, row[0]])
             cur.execute("INSERT INTO leases VALUES (?, ?, ?)",
                         [row[0], user, now + _seconds(seconds)])
             return row[0]
@@ -782,8 +799,16 @@ class Store:
             return True
         return self._write(renew)
 
-    def release_leases(self, user: str) -> None:
-        self._write(lambda cur: cur.execute("DELETE FROM leases WHERE \"user\" = ?", [user]))
+    def release_leases(self, user: str, image_ids: Iterable[int] | None = None) -> None:
+        """Free this user's leases: all of them, or only those on the given images."""
+        if image_ids is None:
+            self._write(lambda cur: cur.execute("DELETE FROM leases WHERE \"user\" = ?", [user]))
+            return
+        ids = [int(i) for i in image_ids]
+        if ids:
+            self._write(lambda cur: cur.execute(
+                "DELETE FROM leases WHERE \"user\" = ? AND image_id IN (SELECT unnest(?))",
+                [user, ids]))
 
     def lease_holder(self, image_id: int) -> str | None:
         return self._one("SELECT \"user\" FROM leases WHERE image_id = ? AND expires_at > ?",

@@ -56,9 +56,9 @@ def test_task_lock_and_reset(app_factory):
     client = app.client()
     assert app.session.store.task() is None
     view = client.predict("sequential", None, api_name="/next_image")
-    # the first labeling action sets the task (the demo brings its classes with it)
-    client.predict(view["image_id"], "circle", api_name="/annotate") if \
-        app.session.store.classes() else None
+    # the demo has its classes before the task is chosen; the first action chooses it
+    assert [c.name for c in app.session.store.classes()] == \
+        demo_set.default_classes(None)
     mask = np.zeros((demo_set.SIZE[1], demo_set.SIZE[0]), np.uint8)
     mask[:10, :10] = 1
     first = client.predict(view["image_id"], mask_png(mask), api_name="/annotate_mask")

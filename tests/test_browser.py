@@ -90,14 +90,14 @@ def test_classification_keys(driver, app_factory):
     press(driver, "2")
     second = wait_title(driver, "cls-title", lambda i: i != first,
                         "key 2 did not move to another image")
-    assert store.label_of(first) == classes[1].id
+    wait_for(lambda: store.label_of(first) == classes[1].id, timeout=WAIT)  # sent behind
     assert label_count(store) == 1
 
     # `S` skips the image shown and moves on, labeling nothing
     press(driver, "s")
     wait_title(driver, "cls-title", lambda i: i not in (first, second),
                "key S did not move to another image")
-    assert store.is_skipped(second)
+    wait_for(lambda: store.is_skipped(second), timeout=WAIT)
     assert store.label_of(second) is None
     assert label_count(store) == 1
 
@@ -121,6 +121,111 @@ def test_classification_keys(driver, app_factory):
     wait_title(driver, "cls-title", lambda i: i == target, "go to id did not open the image")
     assert label_count(store) == 0, "digits typed in the go-to box labeled an image"
     assert not store.is_skipped(target)
+
+
+KEY_BURSTS = """
+const [keys, gap, every, done] = arguments;
+const fire = (key) => document.body.dispatchEvent(
+    new KeyboardEvent("keydown", {key, bubbles: true, cancelable: true}));
+const pause = (ms) => { const end = performance.now() + ms; while (performance.now() < end); };
+let at = 0;
+keys.forEach((pair) => {
+  // the second key follows within `gap` ms, in the same task: nothing is drawn in between
+  setTimeout(() => { fire(pair[0]); pause(gap); fire(pair[1]); }, at);
+  at += every;
+});
+setTimeout(done, at + gap + 50);
+"""
+
+
+def key_bursts(driver, pairs: list[str], gap_ms: int, every_ms: int) -> None:
+    """Key pairs dispatched by the page's clock (selenium's send_keys and DevTools input
+    take 50-200 ms per key on this machine, far slower than a fast labeler)."""
+    driver.set_script_timeout(WAIT)
+    driver.execute_async_script(KEY_BURSTS, pairs, gap_ms, every_ms)
+
+
+def settled(driver) -> bool:
+    """The board has sent everything and shows an image with no key waiting."""
+    return driver.execute_script(
+        "const s = window.hitlBoard && window.hitlBoard.state;"
+        "return !!s && s.sending.size === 0 && s.keys.length === 0 && !!s.shown"
+        " && s.shown.painted;")
+
+
+def displayed(driver) -> list[dict]:
+    return driver.execute_script("return window.__hitlLog.displayed;")
+
+
+def test_key_bursts_label_only_displayed_images(driver, app_factory):
+    """`1`,`2` within 20 ms, ten times: each key labels the next image actually drawn on
+    screen, once, with the class its button showed there."""
+    app = app_factory(task="classification")
+    store = app.session.store
+    driver.get(app.url)
+    wait_title(driver, "cls-title", lambda i: True, "the first image never showed")
+    WebDriverWait(driver, WAIT).until(lambda d: settled(d))
+    start = len(displayed(driver)) - 1  # the image on screen takes the first key
+    keys = "12" * 10
+    driver.execute_script(
+        "if (document.activeElement) document.activeElement.blur();"
+        "window.__keyTimes = [];"
+        "document.addEventListener('keydown', (e) => window.__keyTimes.push(e.timeStamp));")
+    key_bursts(driver, ["12"] * 10, gap_ms=2, every_ms=80)
+    times = driver.execute_script("return window.__keyTimes;")
+    assert len(times) == 20
+    assert max(b - a for a, b in zip(times[::2], times[1::2])) < 20, times
+    WebDriverWait(driver, WAIT, poll_frequency=0.1).until(
+        lambda d: settled(d) and len(displayed(d)) >= start + 21)
+    shown = displayed(driver)[start:start + 20]
+    wait_for(lambda: label_count(store) >= 20, timeout=WAIT)
+    ids = [d["image_id"] for d in shown]
+    assert len(set(ids)) == 20, ids
+    by_name = {c.name: c.id for c in store.classes()}
+    for key, entry in zip(keys, shown):
+        expected = entry["classes"][int(key) - 1]  # the button for that key on that screen
+        assert store.label_of(entry["image_id"]) == by_name[expected], entry
+    labeled, _ = store.labeled_pairs()
+    assert set(labeled.tolist()) == set(ids)
+    events = store.events(1000)
+    assert (events["action"] == "label").sum() == 20  # no label written twice
+
+
+def test_stale_class_list_is_refused_and_redrawn(driver, app_factory):
+    """After a class moves in another tab, its old digit stores nothing: the page redraws
+    its buttons and shows the same image again."""
+    app = app_factory(task="classification")
+    store = app.session.store
+    driver.get(app.url)
+    first = wait_title(driver, "cls-title", lambda i: True, "the first image never showed")
+    WebDriverWait(driver, WAIT).until(lambda d: settled(d))
+    WebDriverWait(driver, WAIT).until(
+        EC.text_to_be_present_in_element((By.ID, "cls-btn-2"), "3: triangle"))
+    driver.execute_script("window.hitlBoard.pause = true;")  # no tick between move and key
+    names = [c.name for c in store.classes()]
+    ids = [c.id for c in store.classes()]
+    store.reorder_classes([ids[2], ids[0], ids[1]])  # triangle first, as the Classes tab does
+    press(driver, "3")
+    WebDriverWait(driver, WAIT).until(
+        EC.text_to_be_present_in_element((By.ID, "cls-btn-2"), f"3: {names[1]}"))
+    WebDriverWait(driver, WAIT).until(lambda d: settled(d))
+    assert title_id(driver, "cls-title") == first
+    assert "Not saved" in driver.find_element(By.ID, "cls-note").text
+    assert driver.find_element(By.ID, "cls-btn-0").text.startswith(f"1: {names[2]}")
+    assert label_count(store) == 0
+    # pressed again on the redrawn buttons, the same digit means the class it shows now
+    press(driver, "3")
+    wait_for(lambda: store.label_of(first) == ids[1], timeout=WAIT)
+
+
+def test_first_launch_demo_shows_class_buttons(driver, app_factory):
+    """The demo without --task: class buttons at once, before anything locks the task."""
+    app = app_factory()
+    assert app.session.store.task() is None
+    driver.get(app.url)
+    WebDriverWait(driver, WAIT).until(
+        EC.text_to_be_present_in_element((By.ID, "cls-btn-0"), "1: circle"))
+    wait_title(driver, "cls-title", lambda i: True, "the first image never showed")
 
 
 # ----------------------------------------------------------------------------- segmentation

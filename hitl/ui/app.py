@@ -64,7 +64,6 @@ def build_app(session: Session, access: Access | None = None) -> gr.Blocks:
         timer.tick(*cls["refresh"], show_progress="hidden", **private)
         seg_timer.tick(*seg["refresh"], show_progress="hidden", **private)
         demo.load(*cls["refresh"], **private)
-        demo.load(*cls["first"], **private)
         demo.load(*cm["refresh"], **private)
         demo.load(*st["refresh"], **private)
         seg_first = seg["first"]

@@ -1,48 +1,156 @@
 """The Classification tab: one button per class, keys 1-0, the next image chosen for you."""
 from __future__ import annotations
 
+import html
+from pathlib import Path
+
 import gradio as gr
 
 from hitl.service import Service, require
 from hitl.stats import classification_stats, learning_curve
 from hitl.store import StoreError
 from hitl.strategies import CLASSIFICATION_STRATEGIES
-from hitl.ui.common import display_image, header, note_text, parse_id
+from hitl.ui.common import data_url, display_image, page_request, parse_id
 
-SLOTS = 20  # class buttons; keys 1-9, 0 reach the first ten
 TASK = "classification"
 LEGEND = ("**Keys** — `1`…`9`, `0`: label with class 1…10 and go on · `S`: skip · "
           "`U` / `Backspace` / `Ctrl+Z`: undo · `←` / `→`: previous / next id · "
           "`G`: go to id")
 
 
+BOARD_JS = (Path(__file__).with_name("cls_board.js")).read_text()
+BOARD_CSS = """
+.hb-controls { display: flex; gap: 12px; align-items: end; flex-wrap: wrap; margin-bottom: 8px; }
+.hb-controls label { display: flex; flex-direction: column; font-size: 0.85em; gap: 2px; }
+.hb-controls select, .hb-controls input { padding: 4px 6px; border: 1px solid #bbb;
+  border-radius: 4px; min-width: 8em; }
+.hb-frame { height: 440px; display: flex; align-items: center; justify-content: center;
+  background: #f4f4f4; border-radius: 6px; }
+.hb-frame img { max-width: 100%; max-height: 440px; object-fit: contain; }
+.hb-buttons, .hb-row { display: flex; flex-wrap: wrap; gap: 6px; margin: 8px 0; }
+.hb-body button { padding: 6px 12px; border: 1px solid #bbb; border-radius: 6px;
+  background: #fff; cursor: pointer; min-width: 90px; }
+.hb-body button.hb-primary { background: #ff7c00; color: #fff; border-color: #ff7c00; }
+.hb-note { min-height: 1.4em; }
+.hb-warn { color: #b00020; font-weight: 600; }
+.hb-lock { padding: 12px; background: #fff3cd; border-radius: 6px; }
+"""
+
+
+def board_template() -> str:
+    options = "".join(f"<option>{html.escape(s)}</option>" for s in CLASSIFICATION_STRATEGIES)
+    return f"""
+<div class="hb">
+  <div id="cls-lock" class="hb-lock" hidden></div>
+  <div class="hb-body">
+    <div class="hb-controls">
+      <label>Next image <select class="hb-strategy" id="cls-strategy">{options}</select></label>
+      <label>Class (for 'class' strategy) <select class="hb-class"></select></label>
+      <label id="cls-goto">Go to id <input type="text" inputmode="numeric" size="8"></label>
+      <button id="cls-go">Open</button>
+    </div>
+    <h3 id="cls-title">Loading…</h3>
+    <div class="hb-frame"><img id="cls-image" alt="" style="visibility:hidden"></div>
+    <div id="cls-note" class="hb-note"></div>
+    <div id="cls-buttons" class="hb-buttons"></div>
+    <div class="hb-row">
+      <button id="cls-prev">← Previous</button><button id="cls-skip">Skip (S)</button>
+      <button id="cls-undo">Undo (U)</button><button id="cls-next">Next →</button>
+      <button id="cls-fetch">Next by strategy</button>
+    </div>
+  </div>
+</div>"""
+
+
 def build(service: Service) -> dict:
     session = service.session
+
+    def item(view: dict) -> dict:
+        """One image for the board: what the page shows, with its pixels inline."""
+        img, problem = display_image(session, view.get("image_id"))
+        keys = ("image_id", "filename", "split", "skipped", "label", "prediction", "note")
+        return {**{k: view.get(k) for k in keys}, "problem": problem, "src": data_url(img)}
+
+    def answer(fn):
+        """A server function: the caller from the request, a dict back, never a trace."""
+        def run(data, request: gr.Request):
+            try:
+                return {"ok": True, **fn(data or {}, service.caller_of(page_request(request)))}
+            except (StoreError, ValueError, TypeError) as exc:
+                return {"ok": False, "error": str(exc)}
+        run.__name__ = fn.__name__
+        return run
+
+    @answer
+    def cls_sync(data, caller):
+        """Every tick: the class list and its revision, the lock, the leases kept."""
+        message = session.task_message(TASK)
+        if not message:
+            for image_id in (data.get("held") or [])[:32]:
+                service.keep_lease(caller, int(image_id))
+        store = session.store
+        return {"rev": store.class_revision, "epoch": id(store), "message": message or "",
+                "classes": [{"name": c.name, "colour": c.colour} for c in store.classes()]}
+
+    @answer
+    def cls_take(data, caller):
+        """The next images by the strategy, leased to this labeler for the board's queue."""
+        exclude = [int(i) for i in data.get("exclude") or []]
+        items, note = [], None
+        for _ in range(max(1, min(int(data.get("n") or 1), 8))):
+            view = require(service.next_image(caller, TASK, str(data.get("strategy") or
+                                                                "uncertain"),
+                                              data.get("class_name") or None,
+                                              exclude=exclude, keep_leases=True))
+            if view.get("image_id") is None:
+                note = view.get("note")
+                break
+            exclude.append(view["image_id"])
+            items.append(item(view))
+        return {"items": items, "note": note}
+
+    @answer
+    def cls_release(data, caller):
+        return require(service.leave(caller, [int(i) for i in data.get("ids") or []]))
+
+    @answer
+    def cls_act(data, caller):
+        """A label or skip of the image on the labeler's screen, with the revision seen."""
+        message = session.task_message(TASK)
+        if message:
+            raise StoreError(message)
+        image_id, rev = data.get("image_id"), data.get("rev")
+        if image_id is None:
+            raise StoreError("No image to label.")
+        if data.get("op") == "skip":
+            return require(service.skip(caller, int(image_id), revision=rev))
+        return require(service.annotate(caller, int(image_id), str(data.get("class_name") or ""),
+                                        revision=rev))
+
+    @answer
+    def cls_undo(data, caller):
+        result = require(service.undo(caller))
+        return {"item": item(require(service.open_image(caller, result["image_id"], TASK)))}
+
+    @answer
+    def cls_open(data, caller):
+        if data.get("step"):
+            start = data.get("from")
+            view = require(service.neighbour(caller, None if start is None else int(start),
+                                             int(data["step"]), TASK))
+        else:
+            image_id = parse_id(data.get("image_id"))
+            if image_id is None:
+                raise StoreError(f"'{data.get('image_id')}' is not an image id (a whole number).")
+            view = require(service.open_image(caller, image_id, TASK))
+        return {"item": item(view)}
+
     with gr.Column():
-        lock_md = gr.Markdown(visible=False, elem_id="cls-lock")
-        with gr.Column(visible=True) as body:
-            with gr.Row():
-                strategy = gr.Dropdown(list(CLASSIFICATION_STRATEGIES), value="uncertain",
-                                       label="Next image", scale=2, elem_id="cls-strategy")
-                class_choice = gr.Dropdown([], label="Class (for 'class' strategy)", scale=2,
-                                           allow_custom_value=False)
-                goto = gr.Textbox(label="Go to id", scale=1, elem_id="cls-goto")
-                go = gr.Button("Open", scale=0, elem_id="cls-go")
-            current = gr.State(None)
-            title = gr.Markdown("### Loading…", elem_id="cls-title")
-            image = gr.Image(type="pil", interactive=False, show_label=False, height=440,
-                             format="jpeg", elem_id="cls-image")
-            note = gr.Markdown(elem_id="cls-note")
-            with gr.Row(elem_id="cls-buttons"):
-                buttons = [gr.Button(visible=False, elem_id=f"cls-btn-{i}", min_width=90)
-                           for i in range(SLOTS)]
-            with gr.Row():
-                prev_btn = gr.Button("← Previous", elem_id="cls-prev", size="sm")
-                skip_btn = gr.Button("Skip (S)", elem_id="cls-skip", size="sm")
-                undo_btn = gr.Button("Undo (U)", elem_id="cls-undo", size="sm")
-                next_btn = gr.Button("Next →", elem_id="cls-next", size="sm")
-                fetch_btn = gr.Button("Next by strategy", elem_id="cls-fetch", size="sm")
-            gr.Markdown(LEGEND)
+        gr.HTML(value="", html_template=board_template(), css_template=BOARD_CSS,
+                js_on_load=BOARD_JS, elem_id="cls-board", apply_default_css=False,
+                server_functions=[cls_sync, cls_take, cls_release, cls_act, cls_undo,
+                                  cls_open])
+        gr.Markdown(LEGEND)
         with gr.Accordion("Statistics", open=True):
             stats_md = gr.Markdown(elem_id="cls-stats")
             live_window = gr.Slider(5, 500, value=50, step=5,
@@ -53,107 +161,8 @@ def build(service: Service) -> dict:
                 confusion = gr.Dataframe(label="Confusion (validation; rows = truth)",
                                          interactive=False)
 
-    outputs = [current, title, image, note, *buttons]
-
-    def render(view: dict, extra: str | None = None) -> list:
-        img, problem = display_image(session, view.get("image_id"))
-        classes = session.store.classes()
-        pred = view.get("prediction")
-        updates = []
-        for i in range(SLOTS):
-            if i >= len(classes):
-                updates.append(gr.Button(visible=False))
-                continue
-            c = classes[i]
-            key = f"{(i + 1) % 10}: " if i < 10 else ""
-            text, variant = f"{key}{c.name}", "secondary"
-            if view.get("label") == c.name:
-                text, variant = f"✓ {text}", "primary"
-            elif view.get("label") is None and pred and pred["label"] == c.name:
-                text, variant = f"{text} · {pred['probability']:.0%}", "primary"
-            updates.append(gr.Button(value=text, variant=variant, visible=True))
-        lines = [view.get("note"), problem, extra]
-        if not classes:
-            lines.append("Add classes in the Classes tab to start labeling.")
-        if pred and view.get("label") is None:
-            lines.append(f"Model v{pred['model_version']} predicts {pred['label']} "
-                         f"({pred['probability']:.0%}).")
-        return [view.get("image_id"), header(view), img, note_text(*lines), *updates]
-
-    def guarded(fn):
-        """Every action answers with the current image and a message, never a stack trace."""
-        def run(current_id, *args, request: gr.Request = None):
-            message = session.task_message(TASK)
-            if message:
-                return [current_id, gr.update(), gr.update(), note_text(message),
-                        *[gr.update()] * SLOTS]
-            caller = service.caller_of(request)
-            try:
-                return fn(current_id, *args, user=caller)
-            except StoreError as exc:
-                view = service.view(caller, current_id, TASK)
-                if not view["ok"]:
-                    view = service.view(caller, None, TASK)
-                return render(view, str(exc))
-        return run
-
-    def fetch(current_id, strategy_name, class_name, user):
-        return render(require(service.next_image(user, TASK, strategy_name, class_name)))
-
-    def make_label(slot: int):
-        def label(current_id, strategy_name, class_name, user):
-            classes = session.store.classes()
-            if current_id is None:
-                raise StoreError("No image to label.")
-            if slot >= len(classes):
-                raise StoreError(f"There is no class {slot + 1}.")
-            require(service.annotate(user, current_id, classes[slot].name))
-            return render(require(service.next_image(user, TASK, strategy_name, class_name)))
-        return label
-
-    def skip(current_id, strategy_name, class_name, user):
-        if current_id is None:
-            raise StoreError("No image to skip.")
-        require(service.skip(user, current_id))
-        return render(require(service.next_image(user, TASK, strategy_name, class_name)))
-
-    def undo(current_id, strategy_name, class_name, user):
-        result = service.undo(user)
-        if not result["ok"]:
-            raise StoreError(result["error"])
-        return render(require(service.open_image(user, result["image_id"], TASK)),
-                      f"Undone: image {result['image_id']} is back as it was.")
-
-    def step(delta):
-        def move(current_id, strategy_name, class_name, user):
-            return render(require(service.neighbour(user, current_id, delta, TASK)))
-        return move
-
-    def open_id(current_id, text, user):
-        image_id = parse_id(text)
-        if image_id is None:
-            raise StoreError(f"'{text}' is not an image id (a whole number).")
-        return render(require(service.open_image(user, image_id, TASK)))
-
-    common = dict(outputs=outputs, api_visibility="private", concurrency_limit=None)
-    strategy_inputs = [current, strategy, class_choice]
-    for i, button in enumerate(buttons):
-        button.click(guarded(make_label(i)), strategy_inputs, **common)
-    skip_btn.click(guarded(skip), strategy_inputs, **common)
-    undo_btn.click(guarded(undo), strategy_inputs, **common)
-    prev_btn.click(guarded(step(-1)), strategy_inputs, **common)
-    next_btn.click(guarded(step(+1)), strategy_inputs, **common)
-    fetch_btn.click(guarded(fetch), strategy_inputs, **common)
-    strategy.change(guarded(fetch), strategy_inputs, **common)
-    go.click(guarded(open_id), [current, goto], **common)
-    goto.submit(guarded(open_id), [current, goto], **common)
-
-    def refresh(window, current_id, shown_lock, request: gr.Request = None):
-        """Timer tick: lock state, stats, curve, confusion, class choices; keeps the lease
-        on the image on screen while its labeler works on it."""
-        message = session.task_message(TASK)
-        if current_id is not None and not message:
-            service.keep_lease(service.caller_of(request), int(current_id))
+    def refresh(window):
+        """Timer tick: stats, curve, confusion (the board keeps its own classes and lock)."""
         stats = classification_stats(session, int(window))
         frame = learning_curve(session, TASK)
         matrix = stats["confusion"]
@@ -161,13 +170,9 @@ def build(service: Service) -> dict:
         import pandas as pd
         conf = pd.DataFrame(matrix, columns=names, index=names).reset_index(names="truth") \
             if matrix else pd.DataFrame()
-        return (*lock_updates(message, shown_lock), stats_markdown(stats), frame, conf,
-                gr.Dropdown(choices=[c.name for c in session.store.classes()]))
+        return stats_markdown(stats), frame, conf
 
-    shown_lock = gr.State("")
-    refresh_outputs = [lock_md, body, shown_lock, stats_md, curve, confusion, class_choice]
-    return {"first": (guarded(fetch), strategy_inputs, outputs),
-            "refresh": (refresh, [live_window, current, shown_lock], refresh_outputs)}
+    return {"refresh": (refresh, [live_window], [stats_md, curve, confusion])}
 
 
 def lock_updates(message: str | None, shown: str) -> tuple:

@@ -6,12 +6,45 @@ from __future__ import annotations
 
 import html
 
+import gradio as gr
 from PIL import Image
 
 from hitl.imaging import ImageError, load_image
 from hitl.session import Session
 
 DISPLAY_SIDE = 1024  # large photos are shrunk for the page; labels never depend on it
+
+
+def page_request(request) -> gr.Request:
+    """A gr.HTML server function gets the plain HTTP request: Gradio's route checks the login
+    but does not name the user. Name them as that check does, for Service.caller_of."""
+    if getattr(request, "username", None):
+        return request
+    name = None
+    app = getattr(request, "app", None)
+    dependency = getattr(app, "auth_dependency", None)
+    if dependency is not None:
+        name = dependency(request)
+    elif app is not None and hasattr(app, "tokens"):
+        cookies = request.cookies
+        token = cookies.get(f"access-token-{app.cookie_id}") or \
+            cookies.get(f"access-token-unsecure-{app.cookie_id}")
+        name = app.tokens.get(token)
+    if not name and "session" in getattr(request, "scope", {}):
+        info = request.session.get("oauth_info") or {}
+        name = (info.get("userinfo") or {}).get("preferred_username")
+    return gr.Request(request=request, username=name)
+
+
+def data_url(img: Image.Image | None, quality: int = 85) -> str | None:
+    """An image as a JPEG data URL, for pages that show it without another request."""
+    if img is None:
+        return None
+    import base64
+    import io
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def display_image(session: Session, image_id: int | None) -> tuple[Image.Image | None, str | None]:

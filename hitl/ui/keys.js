@@ -25,16 +25,14 @@
     const key = ev.key;
     let done = false;
     if (ev.ctrlKey) {
-      if (key === "z" || key === "Z") done = click(tab + "-undo");
+      if (key === "z" || key === "Z") {
+        if (tab === "cls" && window.hitlBoard) done = window.hitlBoard.key("u");
+        else done = click(tab + "-undo");
+      }
     } else if (tab === "cls") {
-      if (/^[0-9]$/.test(key)) {
-        const slot = key === "0" ? 9 : parseInt(key, 10) - 1;
-        const el = document.getElementById("cls-btn-" + slot);
-        if (visible(el)) done = click("cls-btn-" + slot);
-      } else if (key === "s" || key === "S") done = click("cls-skip");
-      else if (key === "u" || key === "U" || key === "Backspace") done = click("cls-undo");
-      else if (key === "ArrowLeft") done = click("cls-prev");
-      else if (key === "ArrowRight") done = click("cls-next");
+      // the Classification board (hitl/ui/cls_board.js) resolves keys against its own screen
+      const board = window.hitlBoard;
+      if (board && board.element.isConnected) done = board.key(key);
     } else if (tab === "seg") {
       if (/^[0-9]$/.test(key)) {
         const slot = key === "0" ? 9 : parseInt(key, 10) - 1;
