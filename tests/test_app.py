@@ -58,7 +58,7 @@ def test_task_lock_and_reset(app_factory):
     view = client.predict("sequential", None, api_name="/next_image")
     # the demo has its classes before the task is chosen; the first action chooses it
     assert [c.name for c in app.session.store.classes()] == \
-        demo_set.default_classes(None)
+        list(demo_set.FIRST_LAUNCH_CLASSES)
     mask = np.zeros((demo_set.SIZE[1], demo_set.SIZE[0]), np.uint8)
     mask[:10, :10] = 1
     first = client.predict(view["image_id"], mask_png(mask), api_name="/annotate_mask")

