@@ -177,7 +177,12 @@ def test_key_bursts_label_only_displayed_images(driver, app_factory):
     WebDriverWait(driver, WAIT, poll_frequency=0.1).until(
         lambda d: settled(d) and len(displayed(d)) >= start + 21)
     shown = displayed(driver)[start:start + 20]
-    wait_for(lambda: label_count(store) >= 20, timeout=WAIT)
+    try:
+        wait_for(lambda: label_count(store) >= 20, timeout=WAIT)
+    except AssertionError:
+        raise AssertionError((label_count(store), driver.find_element(By.ID, "cls-note").text,
+                              displayed(driver), driver.execute_script(
+                                  "return window.__hitlLog.sent;"))) from None
     ids = [d["image_id"] for d in shown]
     assert len(set(ids)) == 20, ids
     by_name = {c.name: c.id for c in store.classes()}

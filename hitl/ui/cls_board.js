@@ -112,6 +112,7 @@
     }
     const payload = { op: action.op, image_id: item.image_id, class_name: name, rev: S.rev };
     log.sent.push({ ...payload, at: performance.now() });
+    S.sending.add(item.image_id);  // before advance: the refill must not fetch it again
     advance();
     send(payload, item);
   }
