@@ -90,10 +90,6 @@ class LoadedModel:
     warning: str | None
     device: torch.device
 
-    @property
-    def pretrained(self) -> bool:
-        return self.weights_source != "random init"
-
 
 def architecture(name: str) -> str:
     """The timm architecture part of a name.

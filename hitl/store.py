@@ -189,11 +189,6 @@ CLASS_COLUMNS = "id, name, colour, position, mask_value"
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def split_for(image_id: int, val_every: int = 5) -> str:
-    """A persistent validation split: a fixed hash of the id, never of the order of labels."""
-    return "val" if (image_id * 2654435761) % 4294967296 % val_every == 0 else "train"
-
-
 def _now() -> datetime:
     return datetime.now()
 
@@ -341,6 +336,7 @@ class Store:
         def insert(cur):
             cur.register("new_images", records)
             before = cur.execute("SELECT count(*) FROM images").fetchone()[0]
+            # the validation split: a fixed hash of the id, never the order of labeling
             cur.execute(f"""
                 INSERT INTO images (id, path, filename, width, height, readable, error, split)
                 SELECT id, path, filename, width, height, readable, error,

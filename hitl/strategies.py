@@ -19,13 +19,6 @@ FALLBACK = {"uncertain": "sequential", "margin": "sequential", "entropy": "seque
 TOP = 32  # how many ordered candidates a strategy hands back
 
 
-@dataclass(frozen=True)
-class Choice:
-    ids: np.ndarray
-    strategy: str
-    note: str | None = None  # set when a fallback was used, to tell the labeler why
-
-
 def _first(order: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return ids[order[:TOP]]
 

@@ -47,6 +47,7 @@ class TrainerStatus:
     device: str | None = None
     mode: str | None = None
     task: str | None = None
+    turns: int = 0                      # loop turns done: each is a step or an idle wait
     updated: float = field(default_factory=time.time)
 
 
@@ -211,6 +212,7 @@ class Trainer:
                 if self.status.state not in ("error",):
                     self.update(state="idle", message="waiting for new labels")
                 self._wait_for_change(seen)
+            self.update(turns=self.status.turns + 1)
 
     def _run_idle_hooks(self) -> bool:
         """Extra work for an idle trainer (suspect scores); True when a hook has more to do.

@@ -1,8 +1,6 @@
 """The background trainer: start/stop, crash and resume, class changes, restart; learning."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from hitl import demo as demo_set
@@ -40,15 +38,18 @@ def test_trains_predicts_and_idles(session_factory):
     version = latest_version(session)
     frame = session.store.predictions_frame()
     assert len(frame) == 30 and set(frame.model_version) == {version}
-    time.sleep(2.5)  # idle: no new model without new labels
+    turns = trainer.status_dict()["turns"]  # idle: turns pass, no new model without labels
+    wait_for(lambda: trainer.status_dict()["turns"] >= turns + 3)
     assert latest_version(session) == version
     label_from_truth(session, 1)
     wait_for(lambda: latest_version(session) > version)
     trainer.stop()
     assert not trainer.running and trainer.status_dict()["state"] == "stopped"
+    turns = trainer.status_dict()["turns"]
     label_from_truth(session, 1)
-    time.sleep(1)
-    assert session.store.latest_model()["n_labels"] == 7  # stopped: the 8th label not trained
+    trainer.wake()
+    assert trainer.status_dict()["turns"] == turns  # stopped: nothing runs any more
+    assert session.store.latest_model()["n_labels"] == 7  # so the 8th label is not trained
 
 
 def test_error_is_shown_and_training_resumes(session_factory):

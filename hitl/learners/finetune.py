@@ -1,9 +1,11 @@
-"""Fine-tune mode: a timm model trained end to end, for domains where frozen features are weak.
+"""Fine-tune mode's learners: when the session's labels train a hitl.ml.finetune model, and
+where its predictions go (the store for strategies, published masks for the page).
 
 Training a whole network is slow on a CPU, so each step is a short round (a few optimiser
 steps on a sample of the labels) followed by predictions for a window of unlabeled images;
 the window rotates so every image is covered over time. After a change it trains a few
-rounds, finishes one pass of predictions, then idles until the next label.
+rounds, finishes one pass of predictions, then idles until the next label. The checkpoint
+lives in the session, so a restart resumes the same model.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""End-to-end fine-tuning of a timm model, for domains where frozen features are weak.
+"""Pure torch: a timm classifier, or a timm encoder with a light decoder for masks, trained end
+to end from PIL images and (partial) masks. Nothing here knows about sessions or the store.
 
 The trainer thread calls `train_steps` a few steps at a time between label updates, so an object
 keeps its model and optimizer across calls and everything it needs to resume lives in one file.
