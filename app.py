@@ -214,9 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hitl.session import Session
     from hitl.ui.app import build_app, launch
 
+    settings.catalog_in_background = True  # serve at once; --images register meanwhile
     session = Session(settings)
-    print(f"hitl: session {settings.session_dir.resolve()} — {session.report.summary()}",
-          file=sys.stderr)
+    summary = (session.report.summary() if session.catalog.state == "done" else
+               "registering the images in the background (the page shows how far)")
+    print(f"hitl: session {settings.session_dir.resolve()} — {summary}", file=sys.stderr)
     for warning in session.warnings:
         print(f"hitl: {warning}", file=sys.stderr)
     demo = build_app(session)

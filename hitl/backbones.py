@@ -20,14 +20,10 @@ import timm
 import torch
 from huggingface_hub.errors import RemoteEntryNotFoundError
 
-from hitl.settings import DEFAULT_BACKBONE
+# the presets live in settings, so the page reads them without importing torch
+from hitl.settings import BACKBONE_PRESETS, DEFAULT_BACKBONE  # noqa: F401
 
 log = logging.getLogger(__name__)
-
-BACKBONE_PRESETS: dict[str, str] = {
-    "DINOv3 small": DEFAULT_BACKBONE,
-    "DINOv3 large": "vit_large_patch16_dinov3.lvd1689m",
-}
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 HUB_FILENAMES = ("model.safetensors", "pytorch_model.bin")

@@ -14,9 +14,6 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from hitl.ml import heads
-from hitl.ml.similar import nearest
-from hitl.ml.suspects import classification_oos, segmentation_oos
 from hitl.store import Store, StoreError
 from hitl.tasks import get_task
 
@@ -211,6 +208,7 @@ class Review:
         free = self.store.candidates(task, user)["ids"]
         exclude = ~np.isin(ids, free)
         exclude[row] = True
+        from hitl.ml.similar import nearest  # torch: imported on first use, not at start-up
         rows, sims = nearest(feats[row], feats, 4 * n, exclude=exclude)
         leased = self.store.lease_page(ids[rows], user, n, self.session.settings.lease_seconds)
         sim = dict(zip(ids[rows].tolist(), sims.tolist()))
@@ -306,6 +304,7 @@ class SuspectRefresher:
             return None
         index = {c: i for i, c in enumerate(class_ids)}
         y = np.array([index[c] for c in labels[ok]], dtype=np.int64)
+        from hitl.ml.suspects import classification_oos
         result = classification_oos(feats[pos[ok]], y, len(class_ids))
         lookup = np.asarray(class_ids, dtype=np.int64)
         return pd.DataFrame({"image_id": labeled[ok], "label_class_id": labels[ok],
@@ -322,6 +321,7 @@ class SuspectRefresher:
             if grid is None or mask is None:
                 continue
             positions = to_positions(mask)
+            from hitl.ml import heads  # torch: imported when a review needs it, not at start-up
             t, w = heads.mask_to_patch_targets(positions, grid.shape[:2], len(class_ids))
             ids.append(image_id)
             grids.append(grid)
@@ -330,6 +330,7 @@ class SuspectRefresher:
             masks.append(positions)
         if len(ids) < 2:
             return None
+        from hitl.ml.suspects import segmentation_oos
         iou = segmentation_oos(grids, targets, weights, masks, len(class_ids))
         none = pd.array([None] * len(ids), dtype="Int64")
         return pd.DataFrame({"image_id": np.asarray(ids, np.int64), "label_class_id": none,

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import threading
 from datetime import datetime
 from pathlib import Path
 
 from hitl import catalog, demo
-from hitl.catalog import CatalogReport
+from hitl.catalog import CatalogProgress, CatalogReport
 from hitl.hub_images import resolve_image_source
 from hitl.settings import Settings
 from hitl.store import Store, StoreError
@@ -16,6 +17,7 @@ from hitl.tasks import get_task
 from hitl.trainer import Trainer
 
 log = logging.getLogger(__name__)
+CATALOG_CHUNK = 2000  # images registered per step in the background (then usable at once)
 
 
 class Session:
@@ -35,7 +37,10 @@ class Session:
         self.store = Store(s.db_path, val_every=s.val_every)
         self.is_demo = not s.images and not s.imports and (
             self.store.image_count() == 0 or self.store.get_setting("demo") == "1")
-        self.report = self._register_images()
+        self.catalog = CatalogProgress()
+        self._catalog_stop = threading.Event()
+        background = s.catalog_in_background and not self.is_demo and bool(s.images)
+        self.report = CatalogReport() if background else self._register_images()
         if s.task:
             task = self.store.lock_task(s.task)
             if task != s.task:
@@ -46,26 +51,51 @@ class Session:
         self.ensure_default_classes(self.store.task())
         self.import_reports = [self._import(source) for source in s.imports]
         self.trainer = Trainer(s, self.store)
+        self._catalog_thread = None
+        if background:  # the page and API answer at once, for the images registered so far
+            self._catalog_thread = threading.Thread(target=self._register_in_background,
+                                                    name="hitl-catalog", daemon=True)
+            self._catalog_thread.start()
         if s.train:
             self.trainer.start()
 
-    def _register_images(self) -> CatalogReport:
+    def _register_in_background(self) -> None:
+        try:
+            self.report = self._register_images(chunk=CATALOG_CHUNK)
+            print(f"hitl: session {self.settings.session_dir.resolve()} — "
+                  f"{self.report.summary()}", file=sys.stderr, flush=True)
+        except Exception as exc:  # a closed store (reset, shutdown) or a bad source
+            if not self._catalog_stop.is_set():
+                log.exception("registering images failed")
+                self.catalog.error = f"{type(exc).__name__}: {exc}"
+            self.catalog.state = "failed"
+
+    def _stop_catalog(self) -> None:
+        self._catalog_stop.set()
+        thread = getattr(self, "_catalog_thread", None)
+        if thread is not None:
+            thread.join(timeout=30)
+
+    def _register_images(self, chunk: int | None = None) -> CatalogReport:
         s = self.settings
         if self.is_demo:
             folder = demo.generate(s.demo_dir, s.demo_count, s.demo_seed)
             self.store.set_setting("demo", "1")
-            return catalog.register(self.store, [str(folder)], s.max_image_pixels)
+            return catalog.register(self.store, [str(folder)], s.max_image_pixels,
+                                    self.catalog)
         sources = []
         for source in s.images:
             try:
                 sources.append(resolve_image_source(source, s.downloads_dir, self.hub_download))
             except (RuntimeError, ValueError) as exc:
                 self.warnings.append(str(exc))
-        report = catalog.register(self.store, sources, s.max_image_pixels)
+        report = catalog.register(self.store, sources, s.max_image_pixels, self.catalog,
+                                  chunk=chunk, stop=self._catalog_stop.is_set)
         for path, error in report.unreadable:
             log.warning("unreadable image %s: %s", path, error)
         if report.missing:
             self.warnings.append("Nothing found at: " + ", ".join(report.missing))
+            self.catalog.error = self.warnings[-1]
         return report
 
     def _import(self, source: str):
@@ -106,6 +136,7 @@ class Session:
     def reset(self) -> Path:
         """Archive the session folder under a timestamped name and start a fresh one."""
         with self._reset_lock:
+            self._stop_catalog()
             self.trainer.stop()
             self.store.close()
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -126,6 +157,7 @@ class Session:
         if getattr(self, "_closed", False):
             return
         self._closed = True
+        self._stop_catalog()
         self.trainer.stop()
         self.store.close()
 

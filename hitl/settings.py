@@ -12,6 +12,10 @@ MODES = ("frozen", "finetune")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DEFAULT_BACKBONE = "vit_small_patch16_dinov3.lvd1689m"
 DEFAULT_FINETUNE_MODEL = "resnet18"
+BACKBONE_PRESETS: dict[str, str] = {
+    "DINOv3 small": "vit_small_patch16_dinov3.lvd1689m",
+    "DINOv3 large": "vit_large_patch16_dinov3.lvd1689m",
+}
 
 
 DB_NAME = "hitl.duckdb"
@@ -58,6 +62,7 @@ class Settings:
     batch_size: int = 16
     val_every: int = 5  # one image in val_every goes to the validation split
     verbose: bool = False
+    catalog_in_background: bool = False  # app.py: serve at once, register --images meanwhile
 
     # the session folder's layout
     db_path = _in_session(DB_NAME)

@@ -25,6 +25,7 @@ def _common(session: Session) -> dict:
         "users": [{"user": u, "count": int(n), "per_hour": None if pace is None else
                    round(float(pace), 1)} for u, n, pace in store.user_stats()],
         "task": store.task(),
+        "catalog": session.catalog.as_dict(),  # images still registering in the background
     }
 
 

@@ -200,11 +200,22 @@ def stats_markdown(stats: dict) -> str:
         f"labels with a prediction) · **validation accuracy** {_pct(stats['val_accuracy'])}",
         trainer_line(t),
     ]
+    if catalog_line(stats):
+        lines.insert(0, catalog_line(stats))
     if stats["users"]:
         lines.append("**Labelers** " + ", ".join(
             f"{u['user']}: {u['count']}" + (f" ({u['per_hour']}/h)" if u["per_hour"] else "")
             for u in stats["users"]))
     return "  \n".join(lines)
+
+
+def catalog_line(stats: dict) -> str:
+    """While --images register in the background: how far they are ('' once done)."""
+    c = stats.get("catalog") or {}
+    if c.get("state") in ("finding", "reading"):
+        return (f"⏳ **Registering images** {c['registered']:,} / {c['found']:,} "
+                "(those registered can be labeled now)")
+    return f"⚠️ {c['error']}" if c.get("error") else ""
 
 
 def trainer_line(t: dict) -> str:

@@ -21,7 +21,7 @@ from hitl.service import Service, require
 from hitl.stats import learning_curve, segmentation_stats
 from hitl.store import StoreError
 from hitl.strategies import SEGMENTATION_STRATEGIES
-from hitl.ui.classification import lock_updates, trainer_line
+from hitl.ui.classification import catalog_line, lock_updates, trainer_line
 from hitl.ui.common import display_image, header, note_text, parse_id
 
 TASK = "segmentation"
@@ -331,7 +331,8 @@ def build(service: Service) -> dict:
                             "IoU": [None if v is None else round(v, 3)
                                     for v in stats["per_class_iou"].values()]})
         miou = "—" if stats["val_miou"] is None else f"{stats['val_miou']:.1%}"
-        text = (f"**Masks** {stats['labeled']} / {stats['readable']} · **skipped** "
+        text = (catalog_line(stats) + "  \n" if catalog_line(stats) else "") + (
+                f"**Masks** {stats['labeled']} / {stats['readable']} · **skipped** "
                 f"{stats['skips']} · **validation mIoU** {miou}  \n"
                 + trainer_line(stats["trainer"]))
         return (*lock_updates(message, shown_lock), text, learning_curve(session, TASK), iou,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from hitl.backbones import BACKBONE_PRESETS
 from hitl.export import FORMATS
 from hitl.service import Service
+from hitl.settings import BACKBONE_PRESETS
 from hitl.ui.common import note_text
 
 
