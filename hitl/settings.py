@@ -13,7 +13,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 DEFAULT_BACKBONE = "vit_small_patch16_dinov3.lvd1689m"
 DEFAULT_FINETUNE_MODEL = "resnet18"
 BACKBONE_PRESETS: dict[str, str] = {
-    "DINOv3 small": "vit_small_patch16_dinov3.lvd1689m",
+    "DINOv3 small": DEFAULT_BACKBONE,
     "DINOv3 large": "vit_large_patch16_dinov3.lvd1689m",
 }
 
