@@ -199,3 +199,36 @@ def test_refresher_runs_in_the_real_trainer(session_factory):
     wait_for(lambda: len(store.suspect_rows("ann", 50)) == 12, timeout=240)
     rows = store.suspect_rows("ann", 50)
     assert all(0.0 <= r[4] <= 1.0 for r in rows) and rows[0][5] >= 1  # a model version
+
+
+def test_segmentation_suspects_rank_a_wrong_mask_first(session_factory):
+    from hitl import demo
+    session = session_factory(train=False, demo_count=12)
+    session.lock_task("segmentation")
+    store = session.store
+    values = store.mask_values()
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 16)) * 4  # one blob per class: background and three shapes
+    cache = FeatureCache(session.settings.features_dir, "patches")
+    ids = store.readable_image_ids().tolist()
+    wrong = ids[4]
+    for row in store.images_by_ids(ids):
+        truth = demo.ground_truth_mask(session.settings.demo_dir, row.filename)  # positions
+        h, w = truth.shape
+        centre_px = truth[(np.arange(8) * h // 8 + h // 16)[:, None],
+                          (np.arange(8) * w // 8 + w // 16)[None, :]]
+        cache.put_patches(row.id, (centres[centre_px - 1]
+                                   + rng.normal(size=(8, 8, 16))).astype(np.float16))
+        given = truth.copy()
+        if row.id == wrong:  # the shape painted as background and the background as the shape
+            shape = int(truth.max())
+            given = np.where(truth == 1, shape, np.where(truth == shape, 1, truth))
+        store.set_mask(row.id, values.from_positions(given.astype(np.uint8)), "ann")
+    refresher = SuspectRefresher(store)
+    refresher.MIN_INTERVAL_S = 0.0
+    refresher(CachedLearner(cache))
+    rows = store.suspect_rows("ann", 50)
+    assert len(rows) == 12 and rows[0][0] == wrong and rows[0][2] is None  # a mask, no class
+    assert rows[0][4] < 0.3 < rows[1][4]  # IoU of the wrong mask vs the others
+    items = Review(session).suspects("ann", 3)["items"]
+    assert items[0]["image_id"] == wrong and items[0]["label"] == "mask"

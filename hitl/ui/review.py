@@ -53,6 +53,21 @@ def thumbnail(path: str) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def overlay(img: Image.Image, positions, colours: list[str], alpha: float = 0.45):
+    """Class colours over an image where positions (1..K at the image's size) are set."""
+    import numpy as np
+    if positions is None:
+        return img
+    positions = np.asarray(positions)
+    lut = np.zeros((256, 3), np.uint8)
+    for k, colour in enumerate(colours, start=1):
+        lut[k] = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+    paint = Image.fromarray(lut[positions]).resize(img.size, Image.NEAREST)
+    where = Image.fromarray(((positions > 0) * int(255 * alpha)).astype(np.uint8)) \
+        .resize(img.size, Image.NEAREST)
+    return Image.composite(paint, img.convert("RGB"), where)
+
+
 def grid_html(store, page: dict | None, class_name: str | None, mode: str) -> str:
     """The page as HTML: one cell per image; data attributes say what was shown."""
     items = (page or {}).get("items") or []
@@ -131,8 +146,11 @@ def build(service, caller_of) -> dict:
             suspects_btn = gr.Button("Load suspects", elem_id="rev-suspects")
             queue = gr.State([])
             suspect_md = gr.Markdown(elem_id="rev-suspect")
-            suspect_img = gr.Image(type="pil", interactive=False, show_label=False, height=320,
-                                   format="jpeg")
+            with gr.Row():
+                suspect_img = gr.Image(type="pil", interactive=False, label="label", height=320,
+                                       format="jpeg")
+                predicted_img = gr.Image(type="pil", interactive=False, height=320,
+                                         label="model's mask", format="jpeg", visible=False)
             with gr.Row():
                 keep_btn = gr.Button("Keep label", elem_id="rev-keep")
                 fix_class = gr.Dropdown([], label="Relabel as", scale=1)
@@ -175,6 +193,11 @@ def build(service, caller_of) -> dict:
                 + (f", {len(done['relabeled'])} relabeled" if done["relabeled"] else "")
                 + (f", {len(done['rejected'])} left unlabeled" if done["rejected"] else "")
                 + ". `U` undoes the page.")
+        rate = (service.stats(caller_of(request), 50).get("review") or {}).get("per_class", {}) \
+            .get(target)
+        if rate and rate.get("accept_rate") is not None:
+            said += (f" Accept rate for {target}: {rate['accept_rate']:.0%} of "
+                     f"{rate['shown']} images reviewed; {rate['labels']} review labels.")
         return load_page(target, n, lo, hi, request, extra=html.escape(said))
 
     def undo_page(class_name, n, lo, hi, request: gr.Request = None):
@@ -198,29 +221,40 @@ def build(service, caller_of) -> dict:
     undo.click(undo_page, page_inputs, **common)
 
     # ---- suspects: one at a time, label and out-of-sample prediction side by side -------------
-    def show(items: list, extra: str | None = None):
+    def overlays(caller, image_id: int, img):
+        """A mask suspect: the stored mask and the model's mask over the image, side by side."""
+        stored = service.mask_positions(caller, image_id).get("positions")
+        predicted = service.predicted_mask(caller, image_id).get("mask")
+        colours = [c.colour for c in store().classes()]
+        return (overlay(img, stored, colours),
+                gr.Image(overlay(img, predicted, colours), visible=predicted is not None))
+
+    def show(items: list, extra: str | None = None, request: gr.Request = None):
         if not items:
-            return [], note_text(extra, "No suspects to review."), None
+            return [], note_text(extra, "No suspects to review."), None, gr.Image(visible=False)
         it = items[0]
         img, problem = display_image(service.session, it["image_id"])
+        right = gr.Image(visible=False)
+        if it["label"] == "mask" and img is not None:
+            img, right = overlays(caller_of(request), it["image_id"], img)
         score = (f"probability of its label {it['score']:.0%}" if it["label"] != "mask"
                  else f"IoU with the model's mask {it['score']:.0%}")
         text = (f"### Image {it['image_id']} · `{html.escape(it['filename'])}`  \n"
                 f"| label | model trained without it |\n|---|---|\n"
                 f"| **{html.escape(str(it['label']))}** | "
                 f"**{html.escape(str(it.get('oos_prediction') or '—'))}** ({score}) |")
-        return items, "  \n".join(filter(None, [note_text(extra, problem), text])), img
+        return items, "  \n".join(filter(None, [note_text(extra, problem), text])), img, right
 
     def load_suspects(request: gr.Request = None):
         found = service.suspects(caller_of(request), 48)
         if not found.get("ok"):
-            return [], note_text(found.get("error")), None
-        return show(found["items"], found.get("note"))
+            return [], note_text(found.get("error")), None, gr.update()
+        return show(found["items"], found.get("note"), request)
 
     def act(kind: str):
         def run(items, new_class, request: gr.Request = None):
             if not items:
-                return show([], None)
+                return show([], None, request)
             image_id, caller = items[0]["image_id"], caller_of(request)
             if kind == "keep":
                 done = service.keep_suspect(caller, image_id)
@@ -229,11 +263,12 @@ def build(service, caller_of) -> dict:
             else:
                 done = service.relabel_suspect(caller, image_id, new_class)
             if not done.get("ok"):
-                return items, note_text(done.get("error")), gr.update()
-            return show(items[1:], f"Image {image_id}: {kind} done.")
+                return items, note_text(done.get("error")), gr.update(), gr.update()
+            return show(items[1:], f"Image {image_id}: {kind} done.", request)
         return run
 
-    suspect_out = dict(outputs=[queue, suspect_md, suspect_img], api_visibility="private",
+    suspect_out = dict(outputs=[queue, suspect_md, suspect_img, predicted_img],
+                       api_visibility="private",
                        concurrency_limit=None)
     suspects_btn.click(load_suspects, None, **suspect_out)
     keep_btn.click(act("keep"), [queue, fix_class], **suspect_out)
