@@ -20,6 +20,7 @@ from hitl.tasks import get_task
 log = logging.getLogger(__name__)
 TASK = "classification"  # review pages are a classification view; suspects serve both tasks
 MAX_PAGE = 96
+POOL_BUDGET_S = 2.0  # segmentation: seconds of patch-grid pooling per "more like this" call
 # how each task scores its labels out-of-sample (a SuspectRefresher method per task)
 SCORERS = {"classification": "_classification", "segmentation": "_segmentation"}
 MAX_SUSPECT_MASKS = 300  # newest masks scored per refresh (all their patch grids in memory)
@@ -64,6 +65,7 @@ class Review:
     def __init__(self, session):
         self.session = session
         self._pooled: tuple[str, np.ndarray, np.ndarray] | None = None
+        self.pool_pending = 0  # images whose patch grids are not pooled yet
 
     @property
     def store(self) -> Store:
@@ -212,9 +214,13 @@ class Review:
         rows, sims = nearest(feats[row], feats, 4 * n, exclude=exclude)
         leased = self.store.lease_page(ids[rows], user, n, self.session.settings.lease_seconds)
         sim = dict(zip(ids[rows].tolist(), sims.tolist()))
+        note = None if leased else "No unlabeled image is free to show."
+        if getattr(self, "pool_pending", 0):
+            note = (f"Searched {len(ids)} images; {self.pool_pending} more are still being "
+                    "pooled from their patch grids: ask again for a wider search.")
         return {"ok": True, "image_id": image_id,
                 "items": self._items(leased, {i: {"similarity": sim[i]} for i in leased}),
-                "note": None if leased else "No unlabeled image is free to show."}
+                "note": note}
 
     def _features(self) -> tuple[np.ndarray, np.ndarray]:
         """(sorted ids, one vector per image) from the frozen learner's cache: the global
@@ -230,18 +236,25 @@ class Review:
             raise StoreError("No cached features yet.")
         wanted = self.store.readable_image_ids()
         key = str(getattr(cache, "dir", ""))
+        self.pool_pending = 0
         if self._pooled is None or self._pooled[0] != key:
             self._pooled = (key, np.zeros(0, np.int64), np.zeros((0, 0), np.float32))
         _, have, pooled = self._pooled
         new_ids, new_rows = [], []
-        for i in np.setdiff1d(wanted, have).tolist():
+        todo = np.setdiff1d(wanted, have).tolist()
+        start = time.monotonic()
+        for n, i in enumerate(todo):
+            if time.monotonic() - start > POOL_BUDGET_S:  # a big set is pooled over calls
+                self.pool_pending = len(todo) - n
+                break
             grid = cache.get_patches(i)
             if grid is not None:
                 new_ids.append(i)
                 new_rows.append(grid.reshape(-1, grid.shape[-1]).astype(np.float32).mean(0))
         if new_ids:
             ids = np.concatenate([have, np.asarray(new_ids, np.int64)])
-            feats = np.concatenate([pooled.reshape(len(have), -1), np.stack(new_rows)])
+            feats = np.concatenate([pooled, np.stack(new_rows)]) if len(have) \
+                else np.stack(new_rows)
             order = np.argsort(ids)
             self._pooled = (key, ids[order], feats[order])
         return self._pooled[1], self._pooled[2]

@@ -232,3 +232,19 @@ def test_segmentation_suspects_rank_a_wrong_mask_first(session_factory):
     assert rows[0][4] < 0.3 < rows[1][4]  # IoU of the wrong mask vs the others
     items = Review(session).suspects("ann", 3)["items"]
     assert items[0]["image_id"] == wrong and items[0]["label"] == "mask"
+
+
+def test_similar_in_segmentation_pools_the_patch_grids(session_factory):
+    session = session_factory(train=False, demo_count=12)
+    session.lock_task("segmentation")
+    ids = session.store.readable_image_ids().tolist()
+    rng = np.random.default_rng(1)
+    cache = FeatureCache(session.settings.features_dir, "patch-grids")
+    base = rng.normal(size=(len(ids), 16)) * 3
+    base[7] = base[0] + 0.05  # image 7's patches average to image 0's
+    for k, image_id in enumerate(ids):
+        cache.put_patches(image_id, (base[k] + rng.normal(size=(4, 4, 16)) * 0.1)
+                          .astype(np.float16))
+    session.trainer._learner = CachedLearner(cache)
+    got = Review(session).similar("ann", ids[0], 3)["items"]
+    assert got[0]["image_id"] == ids[7] and ids[0] not in [it["image_id"] for it in got]
