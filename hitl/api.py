@@ -175,13 +175,17 @@ def register_review(service, caller_of) -> None:
         """Labeled images whose out-of-sample prediction disagrees most with their label."""
         return service.suspects(caller_of(request), n)
 
-    def keep_suspect(image_id: int, request: gr.Request = None) -> dict:
-        """Keep a suspect's label as it is (it leaves the suspects list)."""
-        return service.keep_suspect(caller_of(request), image_id)
+    def keep_suspect(image_id: int, seen_label: str | None = None,
+                     request: gr.Request = None) -> dict:
+        """Keep a suspect's label as it is (it leaves the suspects list); refused when the
+        label is no longer seen_label."""
+        return service.keep_suspect(caller_of(request), image_id, seen_label)
 
-    def remove_suspect(image_id: int, request: gr.Request = None) -> dict:
-        """Remove a suspect's label or mask (undoable)."""
-        return service.remove_suspect(caller_of(request), image_id)
+    def remove_suspect(image_id: int, seen_label: str | None = None,
+                       request: gr.Request = None) -> dict:
+        """Remove a suspect's label or mask (undoable); refused when it is no longer
+        seen_label."""
+        return service.remove_suspect(caller_of(request), image_id, seen_label)
 
     def similar(image_id: int, n: int = 24, request: gr.Request = None) -> dict:
         """The n unlabeled images nearest to image_id by cached features, leased as a page."""

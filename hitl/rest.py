@@ -300,16 +300,18 @@ def suspects(n: int = Query(24, ge=1, le=96), ctx: Ctx = Depends(context)) -> di
 
 
 @router.post("/suspects/{image_id}/keep", summary="Keep a suspect's label as it is")
-def keep_suspect(image_id: int, ctx: Ctx = Depends(context)) -> dict:
+def keep_suspect(image_id: int, seen_label: str | None = None,
+                 ctx: Ctx = Depends(context)) -> dict:
     _image_row(ctx, image_id)
-    return answer(ctx.service.keep_suspect(ctx.caller, image_id))
+    return answer(ctx.service.keep_suspect(ctx.caller, image_id, seen_label))
 
 
 @router.post("/suspects/{image_id}/remove", summary="Remove a suspect's label or mask "
              "(undoable); relabel with PUT /images/{id}/label")
-def remove_suspect(image_id: int, ctx: Ctx = Depends(context)) -> dict:
+def remove_suspect(image_id: int, seen_label: str | None = None,
+                   ctx: Ctx = Depends(context)) -> dict:
     _image_row(ctx, image_id)
-    return answer(ctx.service.remove_suspect(ctx.caller, image_id))
+    return answer(ctx.service.remove_suspect(ctx.caller, image_id, seen_label))
 
 
 @router.get("/images/{image_id}/similar", summary="The n unlabeled images nearest to this one "

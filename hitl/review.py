@@ -162,16 +162,35 @@ class Review:
         note = None if extra else "No suspects yet: the trainer scores labels when it is idle."
         return {"ok": True, "items": self._items(list(extra), extra), "note": note}
 
-    def keep(self, user: str, image_id: int) -> dict:
+    def _seen(self, image_id: int, seen_label: str | None) -> None:
+        """Refuse an action on a label that changed since the labeler saw it."""
+        if seen_label is None:
+            return
+        names = {c.id: c.name for c in self.store.classes()}
+        label = self.store.label_of(image_id)
+        now = names.get(label) if label is not None else \
+            ("mask" if self.store.mask(image_id) is not None else None)
+        if now != seen_label:
+            raise StoreError(f"Image {image_id} changed meanwhile: its label is now {now!r}, "
+                             f"you saw {seen_label!r}. Nothing was changed.")
+
+    def keep(self, user: str, image_id: int, seen_label: str | None = None) -> dict:
+        """The label stays as it is and leaves the suspects list."""
+        self._seen(int(image_id), seen_label)
         self.store.keep_label(int(image_id), user)
         return {"ok": True, "image_id": int(image_id)}
 
-    def relabel(self, user: str, image_id: int, class_name: str) -> dict:
+    def relabel(self, user: str, image_id: int, class_name: str,
+                seen_label: str | None = None) -> dict:
         """Give a suspect (or any image) another class, recorded as a deliberate label."""
+        if self.store.mask(int(image_id)) is not None:
+            raise StoreError(f"A mask is relabeled by repainting it: open image {image_id} in "
+                             "the Segmentation tab (G, then its id).")
         self._classification_only()
         cls, image_id = self._class(class_name), int(image_id)
         if self.store.image(image_id) is None:
             raise StoreError(f"There is no image with id {image_id}.")
+        self._seen(image_id, seen_label)
         self.store.set_label(image_id, cls.id, user)
         return {"ok": True, "image_id": image_id, "label": cls.name}
 
@@ -183,9 +202,10 @@ class Review:
         return {"ok": True, "image_id": done["image_id"], "image_ids": done["image_ids"],
                 "page": done["batch_id"] is not None}
 
-    def remove(self, user: str, image_id: int) -> dict:
+    def remove(self, user: str, image_id: int, seen_label: str | None = None) -> dict:
         """Remove a suspect's label (or mask), undoably."""
         image_id = int(image_id)
+        self._seen(image_id, seen_label)
         if self.store.label_of(image_id) is not None:
             self.store.remove_label(image_id, user)
         elif (mask := self.store.mask(image_id)) is not None:
@@ -398,14 +418,16 @@ class ReviewService:
         """Labels the out-of-sample model disagrees with most, leased to the caller."""
         return self._answer(self.review.suspects, caller.name, n)
 
-    def keep_suspect(self, caller, image_id: int) -> dict:
-        return self._answer(self.review.keep, caller.name, image_id)
+    def keep_suspect(self, caller, image_id: int, seen_label: str | None = None) -> dict:
+        """Keep a suspect's label; seen_label (what the labeler saw) guards against a change."""
+        return self._answer(self.review.keep, caller.name, image_id, seen_label)
 
-    def remove_suspect(self, caller, image_id: int) -> dict:
-        return self._answer(self.review.remove, caller.name, image_id)
+    def remove_suspect(self, caller, image_id: int, seen_label: str | None = None) -> dict:
+        return self._answer(self.review.remove, caller.name, image_id, seen_label)
 
-    def relabel_suspect(self, caller, image_id: int, class_name: str) -> dict:
-        return self._answer(self.review.relabel, caller.name, image_id, class_name)
+    def relabel_suspect(self, caller, image_id: int, class_name: str,
+                        seen_label: str | None = None) -> dict:
+        return self._answer(self.review.relabel, caller.name, image_id, class_name, seen_label)
 
     def undo_page(self, caller) -> dict:
         """Undo the caller's last action, a whole review page at once; says which images."""

@@ -158,7 +158,9 @@ def test_suspects_rank_an_injected_wrong_label_first(session_factory):
     assert top[0]["label"] == names[(truth[wrong] + 1) % 3]
     assert top[0]["oos_prediction"] == names[truth[wrong]]
     # keep: it leaves the list; relabel: so does it (its label changed since it was scored)
-    review.keep("ann", wrong)
+    with pytest.raises(StoreError, match="changed meanwhile"):
+        review.keep("ann", wrong, seen_label=names[truth[wrong]])  # not what is stored
+    review.keep("ann", wrong, seen_label=top[0]["label"])
     assert wrong not in [it["image_id"] for it in review.suspects("ann", 50)["items"]]
     other = top[1]["image_id"]
     review.remove("ann", other)

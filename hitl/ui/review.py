@@ -256,12 +256,13 @@ def build(service, caller_of) -> dict:
             if not items:
                 return show([], None, request)
             image_id, caller = items[0]["image_id"], caller_of(request)
+            seen = items[0]["label"]  # what the labeler saw: refused if it changed since
             if kind == "keep":
-                done = service.keep_suspect(caller, image_id)
+                done = service.keep_suspect(caller, image_id, seen)
             elif kind == "remove":
-                done = service.remove_suspect(caller, image_id)
+                done = service.remove_suspect(caller, image_id, seen)
             else:
-                done = service.relabel_suspect(caller, image_id, new_class)
+                done = service.relabel_suspect(caller, image_id, new_class, seen)
             if not done.get("ok"):
                 return items, note_text(done.get("error")), gr.update(), gr.update()
             return show(items[1:], f"Image {image_id}: {kind} done.", request)
