@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import re
-import time
 
 import numpy as np
 import pytest
@@ -230,124 +229,125 @@ def test_first_launch_demo_shows_class_buttons(driver, app_factory):
     WebDriverWait(driver, WAIT).until(
         EC.text_to_be_present_in_element((By.ID, "cls-btn-0"), "1: circle"))
     wait_title(driver, "cls-title", lambda i: True, "the first image never showed")
+    driver.find_element(By.XPATH, "//button[@role='tab'][contains(., 'Segmentation')]").click()
+    WebDriverWait(driver, WAIT).until(
+        EC.text_to_be_present_in_element((By.ID, "seg-brush-3"), "4 background"))
+    wait_title(driver, "seg-title", lambda i: True, "the Segmentation tab showed no image")
 
 
 # ----------------------------------------------------------------------------- segmentation
-#
-# Every event makes gr.ImageEditor reload and re-upload its value, so the page pauses its fast
-# stats timer while the Segmentation tab is open (test_segmentation_editor_is_idle checks it).
 
-
-def editor_shows_image(driver) -> bool:
-    """The editor's canvas shows a picture (not a blank canvas): many distinct colours."""
+def stage_shot(driver):
+    """The painter's stage as drawn on screen (image, overlay and mask layer), RGB array."""
     from PIL import Image
-    canvas = driver.find_element(By.CSS_SELECTOR, "#seg-editor canvas")
-    shot = Image.open(io.BytesIO(canvas.screenshot_as_png)).convert("RGB")
-    w, h = shot.size
-    centre = np.asarray(shot.crop((w // 2 - 60, h // 2 - 60, w // 2 + 60, h // 2 + 60)))
+    stage = driver.find_element(By.CSS_SELECTOR, "#seg-board .hb-stage")
+    return np.asarray(Image.open(io.BytesIO(stage.screenshot_as_png)).convert("RGB"))
+
+
+def shows_picture(shot: np.ndarray) -> bool:
+    """Many distinct colours in the middle: a picture, not a blank or flat layer."""
+    h, w = shot.shape[:2]
+    centre = shot[h // 4: 3 * h // 4, w // 4: 3 * w // 4]
     return len(np.unique(centre.reshape(-1, 3), axis=0)) > 50
 
 
+def seg_ready(driver) -> bool:
+    return driver.execute_script(
+        "const s = window.hitlSeg && window.hitlSeg.state;"
+        "return !!s && !!s.shown && s.shown.painted && s.sending.size === 0;")
+
+
 def open_segmentation(driver, url: str) -> int:
-    """Load the page, open the Segmentation tab, wait for an image in the editor; its id."""
+    """Load the page, open the Segmentation tab, wait for a painted image; its id."""
     driver.get(url)
     tab = WebDriverWait(driver, WAIT).until(EC.element_to_be_clickable(
         (By.XPATH, "//button[@role='tab'][contains(., 'Segmentation')]")))
     tab.click()
-    image_id = wait_title(driver, "seg-title", lambda i: True,
-                          "the Segmentation tab showed no image")
-    # the whole canvas in view: element screenshots and pointer offsets use the visible part
-    canvas = driver.find_element(By.CSS_SELECTOR, "#seg-editor canvas")
-    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", canvas)
-    left, top, width, height, view_w, view_h = driver.execute_script(
-        "const r = arguments[0].getBoundingClientRect();"
-        "return [r.left, r.top, r.width, r.height, window.innerWidth, window.innerHeight];",
-        canvas)
-    assert left >= 0 and top >= 0 and left + width <= view_w and top + height <= view_h, \
-        f"the editor ({width}x{height}) does not fit the {view_w}x{view_h} window"
+    wait_title(driver, "seg-title", lambda i: True, "the Segmentation tab showed no image")
+    stage = driver.find_element(By.CSS_SELECTOR, "#seg-board .hb-stage")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", stage)
+    WebDriverWait(driver, WAIT, poll_frequency=0.1).until(seg_ready)
     WebDriverWait(driver, WAIT, poll_frequency=0.25).until(
-        editor_shows_image, "the editor never showed the image")
-    return image_id
+        lambda d: shows_picture(stage_shot(d)), "the painter never showed the image")
+    return title_id(driver, "seg-title")
 
 
-def editor_zoom(driver) -> float:
-    text = driver.find_element(By.CSS_SELECTOR, "#seg-editor .zoom-number").text
-    m = re.search(r"(\d+(?:\.\d+)?)\s*%", text)
-    assert m, f"no zoom level shown in the editor ({text!r})"
-    return float(m.group(1)) / 100.0
+def layer_box(driver) -> dict:
+    """Where the mask layer is on screen and the displayed image size it paints at."""
+    return driver.execute_script(
+        "const c = document.getElementById('seg-canvas'), r = c.getBoundingClientRect();"
+        "return {left: r.left, top: r.top, width: r.width, height: r.height,"
+        " w: c.width, h: c.height};")
 
 
-def test_segmentation_brush_stroke_saved(driver, app_factory):
-    from hitl.imaging import Letterbox
-    from hitl.ui.segmentation import CANVAS
-
+def test_brush_class_chosen_then_stroke_at_once(driver, app_factory):
+    """`2` then a stroke right after: the whole stroke is class 2 in the saved mask."""
     app = app_factory(task="segmentation")
-    session, url = app.session, app.url
-    store = session.store
-    brush_class = store.classes()[0]  # the brush starts on the first class
-    image_id = open_segmentation(driver, url)
-    assert title_id(driver, "seg-title") == image_id
-    assert store.mask(image_id) is None
-
+    store = app.session.store
+    image_id = open_segmentation(driver, app.url)
     row = store.image(image_id)
-    box = Letterbox.fit(row.width, row.height, CANVAS)
-    zoom = editor_zoom(driver)
-
-    # A horizontal stroke above the centre. Selenium offsets are CSS pixels from the
-    # element's centre (it is fully in view); the editor draws its 512 px canvas centred
-    # in that element, scaled by the zoom it shows (60% in a 1000 px wide window).
-    canvas = driver.find_element(By.CSS_SELECTOR, "#seg-editor canvas")
-    dx0, dx1, dy = -60, 60, -30
-    chain = ActionChains(driver, duration=50)
-    chain.move_to_element_with_offset(canvas, dx0, dy).click_and_hold()
-    chain.move_to_element_with_offset(canvas, (dx0 + dx1) // 2, dy)
-    chain.move_to_element_with_offset(canvas, dx1, dy)
+    box = layer_box(driver)
+    assert (box["w"], box["h"]) == (row.width, row.height)  # demo images show at full size
+    driver.execute_script(
+        "window.__t = {};"
+        "document.addEventListener('keydown', e => window.__t.key = e.timeStamp, true);"
+        "document.getElementById('seg-canvas').addEventListener('pointerdown',"
+        " e => window.__t.down = window.__t.down || e.timeStamp, true);")
+    canvas = driver.find_element(By.ID, "seg-canvas")
+    # offsets are CSS pixels from the layer's centre
+    dx0, dx1, dy = -0.3 * box["width"], 0.3 * box["width"], -0.15 * box["height"]
+    driver.execute_script("if (document.activeElement) document.activeElement.blur();")
+    chain = ActionChains(driver, duration=10)
+    chain.send_keys("2")
+    chain.move_to_element_with_offset(canvas, int(dx0), int(dy)).click_and_hold()
+    for f in (0.25, 0.5, 0.75, 1.0):
+        chain.move_to_element_with_offset(canvas, int(dx0 + f * (dx1 - dx0)), int(dy))
     chain.release().perform()
-
-    def to_image(dx: float, dy: float) -> tuple[float, float]:
-        cx, cy = CANVAS / 2 + dx / zoom, CANVAS / 2 + dy / zoom
-        return ((cx - box.left) * box.width / box.scaled_w,
-                (cy - box.top) * box.height / box.scaled_h)
-    (x0, y), (x1, _) = to_image(dx0, dy), to_image(dx1, dy)
-    assert 0 <= x0 < x1 < row.width and 0 <= y < row.height, "stroke is off the image"
-
+    t = driver.execute_script("return window.__t;")
+    delay = t["down"] - t["key"]
     press(driver, Keys.ENTER)  # save and go on
     wait_for(lambda: store.mask(image_id) is not None, timeout=WAIT)
-    mask = store.mask(image_id)
     wait_title(driver, "seg-title", lambda i: i != image_id, "saving did not move on")
-    note = driver.find_element(By.ID, "seg-note").text
-    assert f"Saved image {image_id}" in note, note
-
-    assert mask.shape == (row.height, row.width)
-    labeled = mask > 0
-    assert set(np.unique(mask[labeled]).tolist()) == {brush_class.id}
-    ys, xs = np.nonzero(labeled)
-    scale = box.width / box.scaled_w  # image pixels per canvas pixel
-    reach = 20 * scale + 3  # brush radius (canvas px) and rounding, in image pixels
-    assert mask[int(round(y)), int(round((x0 + x1) / 2))] == brush_class.id
-    assert x0 - reach <= xs.min() <= x0 + 3 and x1 - 3 <= xs.max() <= x1 + reach, \
-        (xs.min(), xs.max(), x0, x1)
-    assert y - reach <= ys.min() <= y <= ys.max() <= y + reach, (ys.min(), ys.max(), y)
-    assert labeled.sum() < 0.2 * labeled.size
+    positions = store.mask_positions(image_id)
+    scale_x, scale_y = row.width / box["width"], row.height / box["height"]
+    y = int((box["height"] / 2 + dy) * scale_y)
+    xs = range(int((box["width"] / 2 + dx0) * scale_x) + 1,
+               int((box["width"] / 2 + dx1) * scale_x) - 1)
+    under = [int(positions[y, x]) for x in xs]
+    assert set(under) == {2}, (under, delay)  # class 2 from the stroke's first pixel
+    assert set(np.unique(positions).tolist()) == {0, 2}
+    print(f"key -> stroke start {delay:.0f} ms")
+    assert delay < 1000, delay  # the stroke began right after the key
 
 
-COUNT_UPLOADS = """
-return performance.getEntriesByType('resource')
-    .filter(e => e.name.includes('/gradio_api/upload')).length;
-"""
-
-
-
-
-def test_segmentation_editor_is_idle(driver, app_factory):
-    """With nothing done on the Segmentation tab, the page uploads nothing (real timer)."""
-    url = app_factory(task="segmentation").url
-    open_segmentation(driver, url)
-    driver.execute_script("performance.setResourceTimingBufferSize(100000);"
-                          "performance.clearResourceTimings();")
-    deadline = time.monotonic() + 6.5  # three timer ticks
-    uploads = 0
-    while uploads <= 2 and time.monotonic() < deadline:
-        time.sleep(0.5)
-        uploads = driver.execute_script(COUNT_UPLOADS)
-    assert uploads <= 2, f"{uploads} editor uploads while idle"  # it was ~10 per event
+def test_accept_keeps_the_image_visible(driver, app_factory):
+    """`A` lays the prediction over the image as a see-through layer to correct."""
+    app = app_factory(task="segmentation")
+    session = app.session
+    store = session.store
+    from hitl.service import Service
+    svc = Service(session)
+    me = svc.caller_of(None)
+    # two masks so the trainer makes a model and predicts every image
+    for _ in range(2):
+        view = svc.next_image(me, "segmentation", "sequential")
+        mask = np.zeros((view["height"], view["width"]), np.uint8)
+        mask[:, : view["width"] // 2] = 1
+        mask[:, view["width"] // 2:] = 2
+        assert svc.annotate_positions(me, view["image_id"], mask)["ok"]
+    svc.leave(me)
+    image_id = open_segmentation(driver, app.url)
+    wait_for(lambda: session.trainer.predicted_mask(image_id) is not None, timeout=180)
+    before = stage_shot(driver)
+    press(driver, "a")
+    WebDriverWait(driver, WAIT).until(lambda d: "Prediction loaded" in d.find_element(
+        By.ID, "seg-note").text)
+    painted = driver.execute_script(
+        "const c = document.getElementById('seg-canvas');"
+        "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        "let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n;")
+    assert painted > 0, "no prediction layer was drawn"
+    after = stage_shot(driver)
+    assert shows_picture(after), "the image is hidden under the prediction"
+    assert np.abs(after.astype(int) - before.astype(int)).mean() > 2, "no layer to see"
+    assert store.mask(image_id) is None  # nothing is saved until Enter

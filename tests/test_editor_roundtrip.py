@@ -1,63 +1,73 @@
-"""Masks through the ImageEditor's value format: exact at any image size."""
+"""Masks through the painter's wire format: exact at any image size.
+
+The page shows an image at display size and sends back only the pixels the labeler touched
+(a grey PNG: the class position, or KEEP); the server scales that to the image and applies it
+over the stored mask.
+"""
 from __future__ import annotations
+
+import base64
+import io
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from hitl.imaging import Letterbox
-from hitl.ui.segmentation import CANVAS, editor_value, layers_to_positions
-
-COLOURS = ["#e6194b", "#3cb44b", "#4363d8"]
+from hitl.store import StoreError
+from hitl.ui.segmentation import KEEP, apply_edit, decode_edit, positions_url
 
 
-@pytest.mark.parametrize("size", [(512, 512), (480, 320), (300, 700), (1500, 1000), (37, 23)])
-def test_unedited_save_is_bit_exact(size):
+def as_edit(arr: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(arr.astype(np.uint8), "L").convert("RGB").save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def shown(positions: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """What the page decodes from positions_url: the mask at display size."""
+    url = positions_url(positions, size)
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+
+
+@pytest.mark.parametrize("size,display", [((512, 512), (512, 512)), ((1500, 1000), (1024, 683)),
+                                          ((37, 23), (37, 23)), ((300, 700), (439, 1024))])
+def test_untouched_save_is_bit_exact(size, display):
     w, h = size
-    rng = np.random.default_rng(w)
-    mask = rng.integers(0, 4, (h, w)).astype(np.uint8)
-    box = Letterbox.fit(w, h, CANVAS)
-    value = editor_value(Image.new("RGB", size), mask, COLOURS, box)
-    assert value["background"].shape == (CANVAS, CANVAS, 4)
-    canvas = layers_to_positions(value["layers"], COLOURS)
-    assert canvas.shape == (CANVAS, CANVAS)
-    assert (box.merge_edit(mask, canvas) == mask).all()
+    stored = np.random.default_rng(w).integers(0, 4, (h, w)).astype(np.uint8)
+    untouched = np.full((display[1], display[0]), KEEP, np.uint8)
+    out = apply_edit(stored, decode_edit(as_edit(untouched)), w, h)
+    assert (out == stored).all()
+    assert shown(stored, display).shape == (display[1], display[0])
 
 
-@pytest.mark.parametrize("size", [(480, 320), (1024, 600), (200, 100)])
-def test_a_stroke_lands_where_it_was_painted(size):
+@pytest.mark.parametrize("size,display", [((480, 320), (480, 320)), ((2048, 1200), (1024, 600))])
+def test_a_stroke_lands_where_it_was_painted(size, display):
     w, h = size
-    box = Letterbox.fit(w, h, CANVAS)
-    old = np.zeros((h, w), np.uint8)
-    value = editor_value(Image.new("RGB", size), old, COLOURS, box)
-    layer = value["layers"][0].copy()
-    # paint class 2 in a canvas rectangle inside the image area
-    y0, x0 = box.top + 10, box.left + 20
-    layer[y0:y0 + 30, x0:x0 + 40] = (*bytes.fromhex(COLOURS[1][1:]), 255)
-    canvas = layers_to_positions([layer], COLOURS)
-    new = box.merge_edit(old, canvas)
-    scale = w / box.scaled_w
-    ys, xs = np.nonzero(new == 2)
-    assert set(np.unique(new)) == {0, 2}
-    assert abs(xs.min() - 20 * scale) <= scale + 1 and abs(ys.min() - 10 * scale) <= scale + 1
-    assert abs((xs.max() + 1) - 60 * scale) <= scale + 1
-    # erasing (alpha 0) clears a class, other pixels keep their stored values exactly
-    old = np.full((h, w), 3, np.uint8)
-    value = editor_value(Image.new("RGB", size), old, COLOURS, box)
-    layer = value["layers"][0].copy()
-    layer[y0:y0 + 30, x0:x0 + 40, 3] = 0
-    new = box.merge_edit(old, layers_to_positions([layer], COLOURS))
-    assert (new == 0).sum() > 0 and set(np.unique(new)) == {0, 3}
+    edit = np.full((display[1], display[0]), KEEP, np.uint8)
+    edit[10:40, 20:60] = 2   # painted class 2
+    edit[50:60, 20:60] = 0   # erased
+    stored = np.full((h, w), 3, np.uint8)
+    out = apply_edit(stored, decode_edit(as_edit(edit)), w, h)
+    s = w / display[0]
+    ys, xs = np.nonzero(out == 2)
+    assert abs(xs.min() - 20 * s) <= s and abs(xs.max() + 1 - 60 * s) <= s
+    assert abs(ys.min() - 10 * s) <= s and abs(ys.max() + 1 - 40 * s) <= s
+    assert (out == 0).sum() > 0 and set(np.unique(out).tolist()) == {0, 2, 3}
+    keep = np.ones((h, w), bool)
+    keep[: int(61 * s), : int(61 * s)] = False
+    assert (out[keep] == 3).all()  # everything away from the edit is as stored
 
 
-def test_preloaded_layer_matches_image_pixels():
-    """The layer is exactly canvas-sized, so the editor places it without any offset."""
-    w, h = 480, 320
-    mask = np.zeros((h, w), np.uint8)
-    mask[100:120, 200:260] = 1
-    box = Letterbox.fit(w, h, CANVAS)
-    value = editor_value(Image.new("RGB", (w, h)), mask, COLOURS, box)
-    alpha = value["layers"][0][:, :, 3]
-    ys, xs = np.nonzero(alpha)
-    s = box.scaled_w / w
-    assert ys.min() == box.top + round(100 * s) and xs.min() == box.left + round(200 * s)
+def test_a_new_mask_starts_empty():
+    edit = np.full((20, 30), KEEP, np.uint8)
+    edit[5, 5] = 1
+    out = apply_edit(None, decode_edit(as_edit(edit)), 30, 20)
+    assert out.sum() == 1 and out[5, 5] == 1
+
+
+@pytest.mark.parametrize("bad", [None, "", "data:image/jpeg;base64,AAAA",
+                                 "data:image/png;base64,@@"])
+def test_a_bad_edit_is_refused_in_one_line(bad):
+    with pytest.raises(StoreError) as err:
+        decode_edit(bad)
+    assert "\n" not in str(err.value)

@@ -22,7 +22,6 @@ KEYS_JS = (Path(__file__).with_name("keys.js")).read_text()
 HEAD = f"<script>{KEYS_JS}</script>"
 CSS = ".hitl-hidden { display: none !important; }"
 REFRESH_SECONDS = 2.0
-SEG_REFRESH_SECONDS = 60.0
 
 
 def space_warning(settings: Settings) -> str | None:
@@ -56,21 +55,18 @@ def build_app(session: Session, access: Access | None = None) -> gr.Blocks:
                 st = session_tab.build(service)
         api.register(service)
 
-        # Any event makes gr.ImageEditor reload and re-upload its value, so the fast timer
-        # pauses while the Segmentation tab is open; a slow one keeps its lease and stats.
+        # The labeling boards keep their own classes, lock and leases (a tick of their own);
+        # these timers refresh the statistics of the tab in view.
         timer = gr.Timer(REFRESH_SECONDS)
-        seg_timer = gr.Timer(SEG_REFRESH_SECONDS, active=False)
+        seg_timer = gr.Timer(REFRESH_SECONDS, active=False)
         private = dict(api_visibility="private")
         timer.tick(*cls["refresh"], show_progress="hidden", **private)
         seg_timer.tick(*seg["refresh"], show_progress="hidden", **private)
         demo.load(*cls["refresh"], **private)
         demo.load(*cm["refresh"], **private)
         demo.load(*st["refresh"], **private)
-        seg_first = seg["first"]
         seg_tab.select(lambda: (gr.Timer(active=False), gr.Timer(active=True)), None,
                        [timer, seg_timer], **private) \
-            .then(lambda *a, **k: _first_if_empty(seg_first[0], *a, **k), seg_first[1],
-                  seg_first[2], **private) \
             .then(*seg["refresh"], **private)
         for tab in (cls_tab, classes_tab, sess_tab):
             tab.select(lambda: (gr.Timer(active=True), gr.Timer(active=False)), None,
@@ -83,13 +79,6 @@ def build_app(session: Session, access: Access | None = None) -> gr.Blocks:
             service.leave(service.caller_of(request))
         demo.unload(leave)
     return demo
-
-
-def _first_if_empty(fetch, current_id, *args, **kwargs):
-    """Opening the Segmentation tab shows an image once, without moving away from one."""
-    if current_id is not None:
-        return [gr.update()] * 6
-    return fetch(current_id, *args, **kwargs)
 
 
 def launch(demo: gr.Blocks, session: Session, auth=None, tokens: TokenChecker | None = None,

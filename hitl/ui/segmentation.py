@@ -1,14 +1,15 @@
-"""The Segmentation tab: brush masks in a gr.ImageEditor, predicted masks to correct.
+"""The Segmentation tab: a painter in the browser (hitl/ui/seg_board.js), masks to correct.
 
-The editor gets images letterboxed to exactly its canvas (gr.ImageEditor places a layer of
-another size as if centred in the canvas, so it comes back shifted), and edits are merged into
-the full-size mask so that saving an unedited mask is bit-exact at any image size.
+Brush class, size, eraser, opacity and the prediction overlay change in the browser with no
+server event. The page paints class positions pixel by pixel at display size and sends, on
+save, only what the labeler touched (a grey PNG: the position, or KEEP where untouched); the
+server scales that edit to the image and applies it over the stored mask, so an unedited pixel
+stays bit-exact at any image size.
 """
 from __future__ import annotations
 
-import tempfile
-import time
-import uuid
+import base64
+import io
 from pathlib import Path
 
 import gradio as gr
@@ -16,165 +17,155 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from hitl.imaging import Letterbox
 from hitl.service import Service, require
 from hitl.stats import learning_curve, segmentation_stats
 from hitl.store import StoreError
 from hitl.strategies import SEGMENTATION_STRATEGIES
-from hitl.ui.classification import catalog_line, lock_updates, trainer_line
-from hitl.ui.common import display_image, header, note_text, parse_id
+from hitl.ui import board
+from hitl.ui.classification import catalog_line, trainer_line
+from hitl.ui.common import data_url, display_image
 
 TASK = "segmentation"
-CANVAS = 512
-SLOTS = 10
-LEGEND = ("**Keys** — `Enter` / `S`: save and go on · `N` / `B`: next / previous id · "
-          "`1`…`0`: brush class · `M`: prediction overlay on/off · `A`: accept the prediction "
-          "as the starting mask · `G`: go to id · `U`: undo")
+KEEP = 255  # in an edit from the page: a pixel the labeler did not touch
+MAX_EDIT_BYTES = 20_000_000
+LEGEND = ("**Keys** — `1`…`0`: brush class · `E`: eraser · `[` / `]`: brush size · "
+          "`Enter` / `S`: save and go on · `A`: the prediction as the mask, to correct · "
+          "`M`: prediction overlay on/off · `N` / `B`: next / previous id · `U`: undo · "
+          "`G`: go to id")
+BOARD_JS = (Path(__file__).with_name("seg_board.js")).read_text()
+CSS = board.CSS + """
+.hb-stage { position: relative; max-height: 560px; max-width: 100%; margin: 0 auto;
+  background: #f4f4f4; touch-action: none; user-select: none; }
+.hb-stage img, .hb-stage canvas { position: absolute; inset: 0; width: 100%; height: 100%;
+  image-rendering: pixelated; user-select: none; -webkit-user-drag: none; }
+.hb-stage #seg-pred { pointer-events: none; }
+.hb-stage-box { display: flex; justify-content: center; height: 560px; }
+.hb-stage-box .hb-stage { height: 100%; }
+.hb-tools { display: flex; gap: 14px; align-items: center; flex-wrap: wrap; }
+.hb-tools label { display: flex; gap: 6px; align-items: center; font-size: 0.9em; }
+"""
+TEMPLATE = f"""
+<div class="hb">
+  <div id="seg-lock" class="hb-lock" hidden></div>
+  <div class="hb-body">
+    {board.controls("seg", SEGMENTATION_STRATEGIES)}
+    <h3 id="seg-title">Loading…</h3>
+    <div id="seg-classes" class="hb-buttons"></div>
+    <div class="hb-tools">
+      <label>Brush size <input type="range" id="seg-size" min="1" max="120" value="12">
+        <span id="seg-size-value">12</span></label>
+      <label>Mask opacity <input type="range" id="seg-opacity" min="0.1" max="1" step="0.05"
+        value="0.5"></label>
+      <label><input type="checkbox" id="seg-overlay-toggle"> Show prediction (M)</label>
+      <button id="seg-accept">Prediction as mask (A)</button>
+      <button id="seg-clear">Clear</button>
+    </div>
+    <div class="hb-stage-box"><div class="hb-stage">
+      <img id="seg-image" alt="" draggable="false" style="visibility:hidden">
+      <canvas id="seg-pred"></canvas>
+      <canvas id="seg-canvas"></canvas>
+    </div></div>
+    <div id="seg-note" class="hb-note"></div>
+    <div id="seg-saved" class="hb-note"></div>
+    <div class="hb-row">
+      <button id="seg-prev">← Previous (B)</button>
+      <button id="seg-save" class="hb-primary">Save and next (Enter)</button>
+      <button id="seg-skip">Skip</button><button id="seg-undo">Undo (U)</button>
+      <button id="seg-next">Next → (N)</button>
+    </div>
+  </div>
+</div>"""
 
 
-def hex_rgb(colour: str) -> tuple[int, int, int]:
-    colour = colour.lstrip("#")
-    return tuple(int(colour[i:i + 2], 16) for i in (0, 2, 4))
-
-
-def positions_to_rgba(positions: np.ndarray, colours: list[str]) -> np.ndarray:
-    """Class positions (1..K, 0 = none) -> an RGBA layer in the class colours."""
-    table = np.zeros((256, 4), dtype=np.uint8)
-    for pos, colour in enumerate(colours, start=1):
-        table[pos, :3] = hex_rgb(colour)
-        table[pos, 3] = 255
-    return table[positions]
-
-
-def layers_to_positions(layers: list[np.ndarray], colours: list[str]) -> np.ndarray:
-    """Painted pixels (alpha > 0) -> class positions by exact colour; later layers win."""
-    out = None
-    keys = {hex_rgb(c): pos for pos, c in enumerate(colours, start=1)}
-    for layer in layers or []:
-        arr = np.asarray(layer)
-        if arr.ndim != 3 or arr.shape[2] < 4:
-            continue
-        if out is None:
-            out = np.zeros(arr.shape[:2], dtype=np.uint8)
-        painted = arr[:, :, 3] > 0
-        code = (arr[:, :, 0].astype(np.int32) << 16) | (arr[:, :, 1].astype(np.int32) << 8) \
-            | arr[:, :, 2].astype(np.int32)
-        for rgb, pos in keys.items():
-            value = (rgb[0] << 16) | (rgb[1] << 8) | rgb[2]
-            out[painted & (code == value)] = pos
-        # an erased pixel (alpha 0) in the top layer clears what lower layers held
-    return out if out is not None else np.zeros((CANVAS, CANVAS), dtype=np.uint8)
-
-
-def editor_value(img: Image.Image | None, positions: np.ndarray | None, colours: list[str],
-                 box: Letterbox | None) -> dict | None:
-    """The editor's value as arrays: background letterboxed to the canvas, one mask layer."""
-    if img is None or box is None:
+def positions_url(positions: np.ndarray | None, size: tuple[int, int]) -> str | None:
+    """Class positions (0 = none) scaled to the display size, as a grey PNG data URL."""
+    if positions is None:
         return None
-    background = np.asarray(box.image_to_canvas(img.convert("RGB")).convert("RGBA"))
-    layer = np.zeros((CANVAS, CANVAS, 4), dtype=np.uint8) if positions is None else \
-        positions_to_rgba(box.mask_to_canvas(positions), colours)
-    return {"background": background, "layers": [layer], "composite": None}
+    small = Image.fromarray(np.asarray(positions, dtype=np.uint8), "L").resize(size, Image.NEAREST)
+    buf = io.BytesIO()
+    small.save(buf, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-EDITOR_FILES_KEEP_S = 6 * 3600
-_last_prune = [0.0]
+def decode_edit(url: str) -> np.ndarray:
+    """The page's edit (grey PNG data URL: a position, or KEEP) as a uint8 array."""
+    if not isinstance(url, str) or not url.startswith("data:image/png;base64,"):
+        raise StoreError("The page sent no mask: reload the page and paint again.")
+    data = url.split(",", 1)[1]
+    if len(data) > MAX_EDIT_BYTES:
+        raise StoreError("The mask sent is too large.")
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(data, validate=True))) as img:
+            img.load()
+            return np.asarray(img.convert("RGB"))[:, :, 0].copy()
+    except Exception as exc:  # noqa: BLE001 - any undecodable upload gets the same answer
+        raise StoreError(f"The mask sent is not a PNG ({type(exc).__name__}).") from exc
 
 
-def _prune(folder: Path) -> None:
-    """Drop editor files older than a few hours, at most once a minute."""
-    now = time.time()
-    if now - _last_prune[0] < 60:
-        return
-    _last_prune[0] = now
-    for path in folder.iterdir():
-        try:
-            if now - path.stat().st_mtime > EDITOR_FILES_KEEP_S:
-                path.unlink()
-        except OSError:
-            pass
-
-
-def editor_files(value: dict | None) -> dict | None:
-    """The same value as files we encode ourselves: a JPEG background (display only) and a
-    fast PNG layer (exact colours). Gradio's own PNG encoding of both took most of a save."""
-    if value is None:
-        return None
-    folder = Path(gr.ImageEditor.GRADIO_CACHE if hasattr(gr.ImageEditor, "GRADIO_CACHE")
-                  else tempfile.gettempdir()) / "hitl-editor"
-    folder.mkdir(parents=True, exist_ok=True)
-    _prune(folder)
-    stem = uuid.uuid4().hex
-    background = folder / f"{stem}-bg.jpg"
-    Image.fromarray(value["background"][:, :, :3]).save(background, quality=92)
-    layers = []
-    for i, layer in enumerate(value["layers"]):
-        path = folder / f"{stem}-layer{i}.png"
-        Image.fromarray(layer, "RGBA").save(path, compress_level=1)
-        layers.append(str(path))
-    return {"background": str(background), "layers": layers, "composite": None}
-
-
-def overlay_image(img: Image.Image | None, positions: np.ndarray | None, colours: list[str],
-                  opacity: float) -> Image.Image | None:
-    if img is None or positions is None:
-        return None
-    rgba = Image.fromarray(positions_to_rgba(positions, colours)).resize(img.size, Image.NEAREST)
-    alpha = np.asarray(rgba)[:, :, 3].astype(np.float32) * float(opacity)
-    rgba.putalpha(Image.fromarray(alpha.astype(np.uint8)))
-    base = img.convert("RGBA")
-    return Image.alpha_composite(base, rgba).convert("RGB")
+def apply_edit(stored: np.ndarray | None, edit: np.ndarray, width: int,
+               height: int) -> np.ndarray:
+    """The stored mask (or none) with the touched pixels of an edit made at display size."""
+    full = np.asarray(Image.fromarray(edit, "L").resize((width, height), Image.NEAREST))
+    out = np.zeros((height, width), np.uint8) if stored is None else np.array(stored, np.uint8)
+    touched = full != KEEP
+    out[touched] = full[touched]
+    return out
 
 
 def build(service: Service) -> dict:
     session = service.session
 
-    def colours() -> list[str]:
-        return [c.colour for c in session.store.classes()]
+    def item(view: dict, caller) -> dict:
+        """One image for the painter: pixels, its stored mask at display size, its size."""
+        image_id = view.get("image_id")
+        img, problem = display_image(session, image_id)
+        keys = ("image_id", "filename", "split", "skipped", "label", "note")
+        out = {**{k: view.get(k) for k in keys}, "problem": problem, "src": data_url(img),
+               "w": None, "h": None, "mask": None}
+        if img is not None:
+            out["w"], out["h"] = img.size
+            stored = require(service.mask_positions(caller, image_id))["positions"]
+            out["mask"] = positions_url(stored, img.size)
+        return out
 
-    def brush(default: int = 0) -> gr.Brush:
-        cs = colours() or ["#ff0000"]
-        return gr.Brush(colors=cs, color_mode="fixed",
-                        default_color=cs[min(default, len(cs) - 1)], default_size=12)
+    def act(data: dict, caller) -> dict:
+        """Save the edit of the image on the labeler's screen, or skip it."""
+        image_id, rev = int(data["image_id"]), data.get("rev")
+        if data.get("op") == "skip":
+            return require(service.skip(caller, image_id, revision=rev))
+        row = session.store.image(image_id)
+        if row is None:
+            raise StoreError(f"There is no image with id {image_id}.")
+        edit = decode_edit(data.get("edit"))
+        stored = require(service.mask_positions(caller, image_id))["positions"]
+        positions = apply_edit(stored, edit, row.width, row.height)
+        if not positions.any():
+            raise StoreError(f"Nothing is painted on image {image_id}: nothing saved "
+                             "(Skip passes it).")
+        return require(service.annotate_positions(caller, image_id, positions, revision=rev))
+
+    prediction = board.server_function(service, "seg_prediction")(
+        lambda data, caller: predicted(data, caller))
+
+    def predicted(data: dict, caller) -> dict:
+        """The model's mask at display size, if it was made for the classes on the page."""
+        image_id = int(data.get("image_id"))
+        if data.get("rev") is not None and int(data["rev"]) != session.store.class_revision:
+            raise StoreError("The classes changed: the page is redrawn.")
+        result = require(service.predicted_mask(caller, image_id))
+        if result["class_ids"] != [c.id for c in session.store.classes()]:
+            raise StoreError("No prediction for the current classes yet.")
+        img, _ = display_image(session, image_id)
+        if img is None:
+            raise StoreError(f"Image {image_id} cannot be shown.")
+        return {"mask": positions_url(result["mask"], img.size)}
 
     with gr.Column():
-        lock_md = gr.Markdown(visible=False, elem_id="seg-lock")
-        with gr.Column(visible=True) as body:
-            with gr.Row():
-                strategy = gr.Dropdown(list(SEGMENTATION_STRATEGIES), value="random",
-                                       label="Next image", scale=2)
-                class_choice = gr.Dropdown([], label="Class (for 'class' strategy)", scale=2)
-                goto = gr.Textbox(label="Go to id", scale=1, elem_id="seg-goto")
-                go = gr.Button("Open", scale=0, elem_id="seg-go")
-            current = gr.State(None)
-            title = gr.Markdown("### Loading…", elem_id="seg-title")
-            legend = gr.Markdown(elem_id="seg-legend")
-            with gr.Row():
-                editor = gr.ImageEditor(
-                    type="numpy", image_mode="RGBA", format="png", canvas_size=(CANVAS, CANVAS),
-                    fixed_canvas=True, brush=brush(), eraser=gr.Eraser(default_size=16),
-                    transforms=(), sources=(), layers=False, label="Mask",
-                    elem_id="seg-editor", height=560, scale=3)
-                with gr.Column(scale=2):
-                    show_overlay = gr.Checkbox(False, label="Show prediction (M)",
-                                               elem_id="seg-overlay-toggle")
-                    opacity = gr.Slider(0.1, 1.0, value=0.5, step=0.05, label="Overlay opacity")
-                    overlay = gr.Image(type="pil", interactive=False, label="Prediction",
-                                       visible=False, elem_id="seg-overlay", format="jpeg")
-                    accept_btn = gr.Button("Accept prediction as mask (A)", elem_id="seg-accept",
-                                           size="sm")
-            note = gr.Markdown(elem_id="seg-note")
-            with gr.Row():
-                prev_btn = gr.Button("← Previous (B)", elem_id="seg-prev", size="sm")
-                save_btn = gr.Button("Save and next (Enter)", variant="primary",
-                                     elem_id="seg-save")
-                skip_btn = gr.Button("Skip", elem_id="seg-skip", size="sm")
-                undo_btn = gr.Button("Undo (U)", elem_id="seg-undo", size="sm")
-                next_btn = gr.Button("Next → (N)", elem_id="seg-next", size="sm")
-            with gr.Row(elem_classes="hitl-hidden"):
-                brush_keys = [gr.Button(f"brush {i}", elem_id=f"seg-brush-{i}")
-                              for i in range(SLOTS)]
-            gr.Markdown(LEGEND)
+        gr.HTML(value="", html_template=TEMPLATE, css_template=CSS, js_on_load=BOARD_JS,
+                elem_id="seg-board", apply_default_css=False,
+                server_functions=[*board.functions(service, TASK, "seg", item, act),
+                                  prediction])
+        gr.Markdown(LEGEND)
         with gr.Accordion("Statistics", open=True):
             stats_md = gr.Markdown(elem_id="seg-stats")
             with gr.Row():
@@ -182,150 +173,8 @@ def build(service: Service) -> dict:
                                     y_lim=[0, 1])
                 iou_table = gr.Dataframe(label="Per-class IoU (validation)", interactive=False)
 
-    outputs = [current, title, editor, note, legend, overlay]
-
-    def legend_text() -> str:
-        return " ".join(f"<span style='background:{c.colour};padding:2px 8px;border-radius:4px;"
-                        f"color:#000'>{i + 1 if i < 10 else ''} {c.name}</span>"
-                        for i, c in enumerate(session.store.classes()))
-
-    def predicted_positions(image_id: int) -> np.ndarray | None:
-        result = session.trainer.predicted_mask(image_id)
-        if result is None:
-            return None
-        ids = [c.id for c in session.store.classes()]
-        if result["class_ids"] != ids:
-            return None  # classes changed since that model: do not show stale colours
-        return result["mask"]
-
-    def mask_of(caller, image_id: int) -> np.ndarray | None:
-        return require(service.mask_positions(caller, image_id))["positions"]
-
-    def render(view: dict, show: bool, alpha: float, extra: str | None = None,
-               positions: np.ndarray | None = None, caller=None) -> list:
-        image_id = view.get("image_id")
-        img, problem = display_image(session, image_id)
-        box = None
-        if img is not None:
-            row = session.store.image(image_id)
-            box = Letterbox.fit(row.width, row.height, CANVAS)
-        if positions is None and image_id is not None:
-            positions = mask_of(caller, image_id)
-        cs = colours()
-        lines = [view.get("note"), problem, extra]
-        if not cs:
-            lines.append("Add classes in the Classes tab to start painting.")
-        over = None
-        if show and image_id is not None and img is not None:
-            pred = predicted_positions(image_id)
-            over = overlay_image(img, pred, cs, alpha)
-            if pred is None:
-                lines.append("No prediction yet.")
-        return [image_id, header(view), editor_files(editor_value(img, positions, cs, box)),
-                note_text(*lines), legend_text(), gr.Image(value=over, visible=show)]
-
-    def guarded(fn):
-        def run(current_id, show, alpha, *args, request: gr.Request = None):
-            message = session.task_message(TASK)
-            if message:
-                return [current_id, gr.update(), gr.update(), note_text(message), gr.update(),
-                        gr.update()]
-            caller = service.caller_of(request)
-            try:
-                return fn(current_id, show, alpha, *args, user=caller)
-            except StoreError as exc:
-                view = service.view(caller, current_id, TASK)
-                return [current_id, header(view), gr.update(), note_text(str(exc)),
-                        legend_text(), gr.update()]
-        return run
-
-    def fetch(current_id, show, alpha, strategy_name, class_name, value=None, user=None):
-        return render(require(service.next_image(user, TASK, strategy_name, class_name)), show,
-                      alpha, caller=user)
-
-    def save(current_id, show, alpha, strategy_name, class_name, value, user):
-        if current_id is None:
-            raise StoreError("No image to save.")
-        if not colours():
-            raise StoreError("Add classes before painting.")
-        row = session.store.image(current_id)
-        box = Letterbox.fit(row.width, row.height, CANVAS)
-        canvas = layers_to_positions((value or {}).get("layers") or [], colours())
-        if canvas.shape != (CANVAS, CANVAS):
-            raise StoreError(f"The editor sent a {canvas.shape[1]}x{canvas.shape[0]} layer; "
-                             f"expected {CANVAS}x{CANVAS}. Reload the image and paint again.")
-        positions = box.merge_edit(mask_of(user, current_id), canvas)
-        require(service.annotate_positions(user, current_id, positions))
-        done = f"Saved image {current_id} ({int((positions > 0).sum())} labeled pixels)."
-        return render(require(service.next_image(user, TASK, strategy_name, class_name)), show,
-                      alpha, done, caller=user)
-
-    def skip(current_id, show, alpha, strategy_name, class_name, value, user):
-        if current_id is None:
-            raise StoreError("No image to skip.")
-        require(service.skip(user, current_id))
-        return render(require(service.next_image(user, TASK, strategy_name, class_name)), show,
-                      alpha, caller=user)
-
-    def undo(current_id, show, alpha, strategy_name, class_name, value, user):
-        result = service.undo(user)
-        if not result["ok"]:
-            raise StoreError(result["error"])
-        return render(require(service.open_image(user, result["image_id"], TASK)), show, alpha,
-                      f"Undone: image {result['image_id']} is back as it was.", caller=user)
-
-    def step(delta):
-        def move(current_id, show, alpha, strategy_name, class_name, value, user):
-            return render(require(service.neighbour(user, current_id, delta, TASK)), show, alpha,
-                          caller=user)
-        return move
-
-    def accept(current_id, show, alpha, strategy_name, class_name, value, user):
-        if current_id is None:
-            raise StoreError("No image.")
-        pred = predicted_positions(current_id)
-        if pred is None:
-            raise StoreError("No prediction for this image yet.")
-        return render(require(service.view(user, current_id, TASK)), show, alpha,
-                      "Prediction loaded: correct it, then save.", positions=pred, caller=user)
-
-    def open_id(current_id, show, alpha, text, user):
-        image_id = parse_id(text)
-        if image_id is None:
-            raise StoreError(f"'{text}' is not an image id (a whole number).")
-        return render(require(service.open_image(user, image_id, TASK)), show, alpha,
-                      caller=user)
-
-    def toggle_overlay(current_id, show, alpha):
-        if current_id is None or not show:
-            return gr.Image(visible=show, value=None)
-        img, _ = display_image(session, current_id)
-        pred = predicted_positions(current_id)
-        return gr.Image(value=overlay_image(img, pred, colours(), alpha), visible=True)
-
-    common = dict(outputs=outputs, api_visibility="private", concurrency_limit=None)
-    inputs = [current, show_overlay, opacity, strategy, class_choice, editor]
-    actions = [save_btn.click(guarded(save), inputs, **common),
-               skip_btn.click(guarded(skip), inputs, **common),
-               undo_btn.click(guarded(undo), inputs, **common)]
-    prev_btn.click(guarded(step(-1)), inputs, **common)
-    next_btn.click(guarded(step(+1)), inputs, **common)
-    accept_btn.click(guarded(accept), inputs, **common)
-    strategy.change(guarded(fetch), inputs, **common)
-    go.click(guarded(open_id), [current, show_overlay, opacity, goto], **common)
-    goto.submit(guarded(open_id), [current, show_overlay, opacity, goto], **common)
-    show_overlay.change(toggle_overlay, [current, show_overlay, opacity], [overlay],
-                        api_visibility="private")
-    opacity.release(toggle_overlay, [current, show_overlay, opacity], [overlay],
-                    api_visibility="private")
-    for i, key in enumerate(brush_keys):
-        key.click(lambda i=i: gr.ImageEditor(brush=brush(i)), None, [editor],
-                  api_visibility="private")
-
-    def refresh(current_id, shown_lock, request: gr.Request = None):
-        message = session.task_message(TASK)
-        if current_id is not None and not message:
-            service.keep_lease(service.caller_of(request), int(current_id))
+    def refresh():
+        """Timer tick: stats, curve, per-class IoU (the painter keeps its own classes)."""
         stats = segmentation_stats(session)
         iou = pd.DataFrame({"class": list(stats["per_class_iou"]),
                             "IoU": [None if v is None else round(v, 3)
@@ -335,14 +184,6 @@ def build(service: Service) -> dict:
                 f"**Masks** {stats['labeled']} / {stats['readable']} · **skipped** "
                 f"{stats['skips']} · **validation mIoU** {miou}  \n"
                 + trainer_line(stats["trainer"]))
-        return (*lock_updates(message, shown_lock), text, learning_curve(session, TASK), iou,
-                gr.Dropdown(choices=[c.name for c in session.store.classes()]))
+        return text, learning_curve(session, TASK), iou
 
-    shown_lock = gr.State("")
-    refresh_outputs = [lock_md, body, shown_lock, stats_md, curve, iou_table, class_choice]
-    for event in actions:  # the stats follow each save, skip or undo (the timer is slow here)
-        event.then(refresh, [current, shown_lock], refresh_outputs, api_visibility="private",
-                   show_progress="hidden")
-    return {"first": (guarded(fetch), inputs, outputs),
-            "refresh": (refresh, [current, shown_lock], refresh_outputs),
-            "editor": editor, "brush": brush}
+    return {"refresh": (refresh, [], [stats_md, curve, iou_table])}

@@ -1,0 +1,132 @@
+"""What both labeling boards (gr.HTML pages that work in the browser) share on the server.
+
+A board calls named Python functions (gr.HTML `server_functions`, posted to Gradio's
+login-checked `/gradio_api/component_server`); each one here finds the caller, goes through
+the Service and answers a plain dict, never a trace. The browser keeps the image on screen and
+the next few: `take` leases them, `sync` (every tick) renews those leases and tells the page
+the class list, its revision, the task lock and whether the session was reset.
+"""
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+
+import gradio as gr
+
+from hitl.service import Service, require
+from hitl.store import StoreError
+from hitl.ui.common import page_request, parse_id
+
+MAX_TAKE = 8
+MAX_HELD = 32
+
+CSS = """
+.hb-controls { display: flex; gap: 12px; align-items: end; flex-wrap: wrap; margin-bottom: 8px; }
+.hb-controls label { display: flex; flex-direction: column; font-size: 0.85em; gap: 2px; }
+.hb-controls select, .hb-controls input[type=text] { padding: 4px 6px; border: 1px solid #bbb;
+  border-radius: 4px; min-width: 8em; }
+.hb-buttons, .hb-row { display: flex; flex-wrap: wrap; gap: 6px; margin: 8px 0; }
+.hb-body button { padding: 6px 12px; border: 1px solid #bbb; border-radius: 6px;
+  background: #fff; cursor: pointer; min-width: 90px; }
+.hb-body button.hb-primary { background: #ff7c00; color: #fff; border-color: #ff7c00; }
+.hb-note { min-height: 1.4em; }
+.hb-warn { color: #b00020; font-weight: 600; }
+.hb-lock { padding: 12px; background: #fff3cd; border-radius: 6px; }
+"""
+
+
+def controls(prefix: str, strategies: tuple[str, ...] | list[str]) -> str:
+    """Strategy and class choosers and the go-to box, as the board's HTML."""
+    options = "".join(f"<option>{html.escape(s)}</option>" for s in strategies)
+    return f"""
+    <div class="hb-controls">
+      <label>Next image
+        <select class="hb-strategy" id="{prefix}-strategy">{options}</select></label>
+      <label>Class (for 'class' strategy) <select class="hb-class"></select></label>
+      <label id="{prefix}-goto">Go to id <input type="text" inputmode="numeric" size="8"></label>
+      <button id="{prefix}-go">Open</button>
+    </div>"""
+
+
+def server_function(service: Service, name: str):
+    """Wrap fn(data, caller) -> dict as a board's server function called `name`."""
+    def wrap(fn: Callable[[dict, object], dict]):
+        def run(data, request: gr.Request):
+            try:
+                caller = service.caller_of(page_request(request))
+                return {"ok": True, **fn(data if isinstance(data, dict) else {}, caller)}
+            except (StoreError, ValueError, TypeError) as exc:
+                return {"ok": False, "error": str(exc)}
+        run.__name__ = name
+        return run
+    return wrap
+
+
+def functions(service: Service, task: str, prefix: str, item: Callable[[dict, object], dict],
+              act: Callable[[dict, object], dict]) -> list[Callable]:
+    """The board's server functions: {prefix}_sync, _take, _release, _act, _undo, _open.
+    `item(view, caller)` turns a Service view into what the page shows; `act` stores an action."""
+    session = service.session
+    fn = lambda name: server_function(service, f"{prefix}_{name}")  # noqa: E731
+
+    @fn("sync")
+    def sync(data, caller):
+        """Every tick: the class list and its revision, the lock, the leases kept."""
+        message = session.task_message(task)
+        if not message:
+            for image_id in (data.get("held") or [])[:MAX_HELD]:
+                service.keep_lease(caller, int(image_id))
+        store = session.store
+        return {"rev": store.class_revision, "epoch": id(store), "message": message or "",
+                "classes": [{"name": c.name, "colour": c.colour} for c in store.classes()]}
+
+    @fn("take")
+    def take(data, caller):
+        """The next images by the strategy, leased to this labeler for the board's queue."""
+        exclude = [int(i) for i in data.get("exclude") or []]
+        items, note = [], None
+        for _ in range(max(1, min(int(data.get("n") or 1), MAX_TAKE))):
+            view = require(service.next_image(caller, task, str(data.get("strategy") or ""),
+                                              data.get("class_name") or None,
+                                              exclude=exclude, keep_leases=True))
+            if view.get("image_id") is None:
+                note = view.get("note")
+                break
+            exclude.append(view["image_id"])
+            items.append(item(view, caller))
+        return {"items": items, "note": note}
+
+    @fn("release")
+    def release(data, caller):
+        """Images the page no longer holds ready (the strategy changed)."""
+        return require(service.leave(caller, [int(i) for i in data.get("ids") or []]))
+
+    @fn("act")
+    def do(data, caller):
+        message = session.task_message(task)
+        if message:
+            raise StoreError(message)
+        if data.get("image_id") is None:
+            raise StoreError("No image.")
+        return act(data, caller)
+
+    @fn("undo")
+    def undo(data, caller):
+        result = require(service.undo(caller))
+        view = require(service.open_image(caller, result["image_id"], task))
+        return {"item": item(view, caller)}
+
+    @fn("open")
+    def open_image(data, caller):
+        if data.get("step"):
+            start = data.get("from")
+            view = require(service.neighbour(caller, None if start is None else int(start),
+                                             int(data["step"]), task))
+        else:
+            image_id = parse_id(data.get("image_id"))
+            if image_id is None:
+                raise StoreError(f"'{data.get('image_id')}' is not an image id (a whole number).")
+            view = require(service.open_image(caller, image_id, task))
+        return {"item": item(view, caller)}
+
+    return [sync, take, release, do, undo, open_image]
