@@ -225,7 +225,10 @@ def suspects_end_to_end(report: Report, name: str, quick: bool, tmp: Path) -> No
         if not ok:
             raise RuntimeError(f"suspects never refreshed: {session.trainer.status_dict()}")
         injected = {int(ids[k]) for k in wrong}
-        top = client.predict(2 * len(injected), api_name="/suspects")["items"]
+        answer = client.predict(2 * len(injected), api_name="/suspects")
+        if not answer.get("ok"):
+            raise RuntimeError(f"/suspects refused: {answer.get('error')}")
+        top = answer["items"]
         found = injected & {it["image_id"] for it in top}
         tag = f"{name} suspects ({n_label} labels, {len(injected)} wrong)"
         report.add(f"{tag}: recall in top {2 * len(injected)}",

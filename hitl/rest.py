@@ -295,7 +295,7 @@ def accept_batch(body: AcceptBody, ctx: Ctx = Depends(context)) -> dict:
 
 
 @router.get("/suspects", summary="Labels the out-of-sample model disagrees with most")
-def suspects(n: int = Query(24, ge=1, le=96), ctx: Ctx = Depends(context)) -> dict:
+def suspects(n: int = Query(24, ge=1, le=500), ctx: Ctx = Depends(context)) -> dict:
     return answer(ctx.service.suspects(ctx.caller, n))
 
 

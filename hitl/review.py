@@ -20,6 +20,7 @@ from hitl.tasks import get_task
 log = logging.getLogger(__name__)
 TASK = "classification"  # review pages are a classification view; suspects serve both tasks
 MAX_PAGE = 96
+MAX_SUSPECTS = 500  # a queue worked through one at a time, not a grid
 POOL_BUDGET_S = 2.0  # segmentation: seconds of patch-grid pooling per "more like this" call
 # how each task scores its labels out-of-sample (a SuspectRefresher method per task)
 SCORERS = {"classification": "_classification", "segmentation": "_segmentation"}
@@ -39,13 +40,13 @@ def _band(band) -> tuple[float, float]:
     return low, high
 
 
-def _page_size(n) -> int:
+def _page_size(n, most: int = MAX_PAGE) -> int:
     try:
         n = int(n)
     except (TypeError, ValueError):
         raise StoreError(f"n must be a whole number; got {n!r}.") from None
-    if not 1 <= n <= MAX_PAGE:
-        raise StoreError(f"n must be between 1 and {MAX_PAGE}; got {n}.")
+    if not 1 <= n <= most:
+        raise StoreError(f"n must be between 1 and {most}; got {n}.")
     return n
 
 
@@ -150,7 +151,7 @@ class Review:
     def suspects(self, user: str, n: int = 24) -> dict:
         """Labeled images whose out-of-sample prediction disagrees most with their label
         (score: probability of the given class, or IoU of the mask), leased to the caller."""
-        n = _page_size(n)
+        n = _page_size(n, MAX_SUSPECTS)
         rows = self.store.suspect_rows(user, n)
         leased = set(self.store.lease_page([r[0] for r in rows], user, n,
                                            self.session.settings.lease_seconds, labeled=True))
