@@ -200,11 +200,12 @@ def predicted_mask(image_id: int, ctx: Ctx = Depends(context)):
             "next_strategy, also return the next image")
 def put_label(image_id: int, body: LabelBody, ctx: Ctx = Depends(context)) -> dict:
     _image_row(ctx, image_id)
-    result = answer(ctx.service.annotate(ctx.caller, image_id, body.label))
-    if body.next_strategy:
-        result = result | {"next": answer(ctx.service.next_image(
-            ctx.caller, body.next_strategy, body.class_name))}
-    return result
+    if body.next_strategy:  # save + next: one request, one transaction where possible
+        result = answer(ctx.service.annotate_next(ctx.caller, image_id, body.label,
+                                                  body.next_strategy, body.class_name))
+        result["next"] = answer(result["next"])
+        return result
+    return answer(ctx.service.annotate(ctx.caller, image_id, body.label))
 
 
 @router.put("/images/{image_id}/mask", summary="Save a mask: an 8-bit PNG of the image's "

@@ -63,6 +63,13 @@ class Service:
     def annotate(self, caller: Caller, image_id: int, label: str) -> dict:
         return self.service.annotate(caller, image_id, label)
 
+    def annotate_next(self, caller: Caller, image_id: int, label: str, strategy: str,
+                      class_name: str | None = None) -> dict:
+        result = self.service.annotate_next(caller, image_id, label, strategy, class_name)
+        if result.get("ok") and isinstance(result.get("next"), dict):
+            result["next"] = self._view(result["next"])
+        return result
+
     def annotate_mask(self, caller: Caller, image_id: int, positions: np.ndarray) -> dict:
         return self.service.annotate_positions(caller, image_id, positions)
 

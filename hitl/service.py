@@ -342,6 +342,37 @@ class Service(ReviewService):
         return {"ok": True, "image_id": int(image_id), "label": cls.name}
 
     @answer
+    def annotate_next(self, caller: Caller, image_id: int, label: str, strategy: str,
+                      class_name: str | None = None, revision: int | None = None) -> dict:
+        """Label one image and return the next one: the label and the next image's lease are
+        one transaction where the strategy's order does not depend on the label just made."""
+        user = caller.name
+        check_seen(self.store, user, image_id, revision)
+        self._require_task("classification", user)
+        cls = self.store.class_by_name(str(label))
+        if cls is None:
+            raise StoreError(f"There is no class named {one_line(label, 80)!r}.")
+        if self.store.image(int(image_id)) is None:
+            raise StoreError(f"There is no image with id {image_id}.")
+        task = get_task("classification")
+        if strategy not in task.strategies:
+            raise StoreError(f"Unknown strategy {strategy!r}; choose one of: "
+                             + ", ".join(task.strategies) + ".")
+        ordered = np.array([], dtype=np.int64)
+        if strategy not in ("minority", "last class"):  # these change with the label itself
+            ordered, _ = self._fast_order(strategy, class_name, self.store.open_index(user), user)
+            ordered = ordered[ordered != int(image_id)]
+        pred = self.store.prediction(int(image_id))
+        leased = self.store.set_label(int(image_id), cls.id, user,
+                                      shown_class_id=None if pred is None else pred[0],
+                                      shown_model_version=None if pred is None else pred[2],
+                                      then_lease=ordered,
+                                      lease_seconds=self.session.settings.lease_seconds)
+        following = (self._view(leased, "classification", strategy=strategy) if leased is not None
+                     else self.next_image(caller, "classification", strategy, class_name))
+        return {"ok": True, "image_id": int(image_id), "label": cls.name, "next": following}
+
+    @answer
     def annotate_positions(self, caller: Caller, image_id: int, positions: np.ndarray,
                            revision: int | None = None) -> dict:
         """Save a mask whose pixels hold class positions (1-based, 0 = unlabeled); a page

@@ -528,8 +528,12 @@ class Store:
 
     def set_label(self, image_id: int, class_id: int, user: str = "local",
                   shown_class_id: int | None = None, shown_model_version: int | None = None,
-                  source: str = "label") -> None:
-        """Store one image's class; the prediction shown at the time feeds live accuracy."""
+                  source: str = "label", then_lease: Sequence[int] | None = None,
+                  lease_seconds: float = 600.0) -> int | None:
+        """Store one image's class; the prediction shown at the time feeds live accuracy.
+
+        With then_lease (ordered candidates for the next image), the first open one is leased
+        to the user in the same transaction (save + next, one commit); returns its id."""
         def label(cur):
             self._require_image(cur, image_id)
             if cur.execute("SELECT 1 FROM classes WHERE id = ?", [class_id]).fetchone() is None:
@@ -543,8 +547,12 @@ class Store:
             cur.execute("DELETE FROM leases WHERE image_id = ?", [image_id])
             self._event(cur, user, source, image_id, class_id, prev_class_id=prev_class,
                         prev_skipped=skipped)
-        self._write(label)
+            if then_lease is not None and len(then_lease):
+                return self._lease_first(cur, [int(i) for i in then_lease], user, lease_seconds)
+            return None
+        leased = self._write(label)
         self._touch()
+        return leased
 
     def set_labels(self, image_ids: Sequence[int], class_ids: Sequence[int],
                    user: str = "import", source: str = "import") -> int:
@@ -759,28 +767,44 @@ class Store:
         ordered = [int(i) for i in candidates]
         if not ordered:
             return None
+        if self._still_leased(ordered[0], user, seconds, keep_others):
+            return ordered[0]  # asked again (a refresh, a prefetch): no write needed
+        return self._write(self._lease_first, ordered, user, seconds, keep_others)
 
-        def lease(cur):
-            now = _now()
-            row = cur.execute(
-                "SELECT c.id FROM (SELECT unnest($ids) AS id, generate_subscripts($ids, 1) AS n) c "
-                "WHERE c.id NOT IN (SELECT image_id FROM leases WHERE expires_at > $now "
-                "AND \"user\" <> $user) "
-                "AND c.id NOT IN (SELECT image_id FROM labels) "
-                "AND c.id NOT IN (SELECT image_id FROM skips) "
-                "AND c.id NOT IN (SELECT image_id FROM masks) ORDER BY c.n LIMIT 1",
-                {"ids": ordered, "now": now, "user": user}).fetchone()
-            if row is None:
-                return None
-            if keep_others:
-                cur.execute("DELETE FROM leases WHERE image_id = ?", [row[0]])
-            else:
-                cur.execute("DELETE FROM leases WHERE \"user\" = ? OR image_id = ?",
-                            [user, row[0]])
-            cur.execute("INSERT INTO leases VALUES (?, ?, ?)",
-                        [row[0], user, now + _seconds(seconds)])
-            return row[0]
-        return self._write(lease)
+    def _still_leased(self, image_id: int, user: str, seconds: float, keep_others: bool) -> bool:
+        """The user holds image_id for at least half a lease more, it is still open, and (unless
+        keep_others) it is the only image they hold: leasing it again would change nothing."""
+        return bool(self._rows(
+            "SELECT 1 FROM leases WHERE image_id = $id AND \"user\" = $user "
+            "AND expires_at > $fresh AND $id NOT IN (SELECT image_id FROM labels) "
+            "AND $id NOT IN (SELECT image_id FROM skips) "
+            "AND $id NOT IN (SELECT image_id FROM masks) "
+            "AND ($keep OR (SELECT count(*) FROM leases WHERE \"user\" = $user) = 1)",
+            {"id": int(image_id), "user": user, "fresh": _now() + _seconds(seconds / 2),
+             "keep": bool(keep_others)}))
+
+    def _lease_first(self, cur, ordered: list[int], user: str, seconds: float,
+                     keep_others: bool = False) -> int | None:
+        """lease_first inside a write transaction (also used by set_label's save + next)."""
+        now = _now()
+        row = cur.execute(
+            "SELECT c.id FROM (SELECT unnest($ids) AS id, generate_subscripts($ids, 1) AS n) c "
+            "WHERE c.id NOT IN (SELECT image_id FROM leases WHERE expires_at > $now "
+            "AND \"user\" <> $user) "
+            "AND c.id NOT IN (SELECT image_id FROM labels) "
+            "AND c.id NOT IN (SELECT image_id FROM skips) "
+            "AND c.id NOT IN (SELECT image_id FROM masks) ORDER BY c.n LIMIT 1",
+            {"ids": ordered, "now": now, "user": user}).fetchall()
+        if not row:
+            return None
+        image_id = row[0][0]
+        if keep_others:
+            cur.execute("DELETE FROM leases WHERE image_id = ?", [image_id])
+        else:
+            cur.execute("DELETE FROM leases WHERE \"user\" = ? OR image_id = ?", [user, image_id])
+        cur.execute("INSERT INTO leases VALUES (?, ?, ?)",
+                    [image_id, user, now + _seconds(seconds)])
+        return image_id
 
     def renew_lease(self, image_id: int, user: str, seconds: float) -> bool:
         """Keep an image while its labeler works on it (opened by id or still on screen)."""

@@ -77,6 +77,15 @@ def test_classification_round_trip(app_factory):
         assert both.status_code == 200
         assert both.json()["ok"] and both.json()["next"]["image_id"] == 3
 
+        assert app.session.store.lease_holder(3) == "local"  # leased in the same transaction
+        # asking again gives the same image (its lease is kept, nothing is written)
+        assert api.get("/next", params={"strategy": "sequential"}).json()["image_id"] == 3
+        bad = api.put("/images/3/label", json={"label": "circle", "next_strategy": "best"})
+        assert bad.status_code == 400 and app.session.store.label_of(3) is None
+        minority = api.put("/images/4/label", json={"label": "circle",
+                                                     "next_strategy": "minority"})
+        assert minority.json()["next"]["image_id"] not in (None, 4)
+        assert api.post("/undo").json() == {"ok": True, "image_id": 4}
         assert api.post("/images/3/skip").json() == {"ok": True, "image_id": 3}
         assert api.post("/undo").json() == {"ok": True, "image_id": 3}
         assert api.post("/undo").json() == {"ok": True, "image_id": 2}
