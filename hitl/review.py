@@ -246,7 +246,7 @@ class Review:
     def _features(self) -> tuple[np.ndarray, np.ndarray]:
         """(sorted ids, one vector per image) from the frozen learner's cache: the global
         vectors, or mean-pooled patch grids in segmentation (pooled once, then kept)."""
-        cache = getattr(self.session.trainer.learner(), "cache", None)
+        cache = self.session.trainer.published("features")
         if cache is None:
             raise StoreError("More like this needs frozen mode's cached features; the trainer "
                              "has none yet (is it running in frozen mode?).")

@@ -287,7 +287,8 @@ class Service(ReviewService):
             raise StoreError(f"There is no image with id {image_id}.")
         result = self.session.trainer.predicted_mask(int(image_id))
         if result is None:
-            return {"ok": False, "error": "No segmentation model yet.", "mask": None}
+            return {"ok": False, "mask": None, "error": "No predicted mask for this image yet "
+                    "(no segmentation model, or it is being computed: ask again shortly)."}
         names = {c.id: c.name for c in self.store.classes()}
         return {"mask": result["mask"], "class_ids": result["class_ids"],
                 "fractions": {names.get(cid, str(cid)): f for cid, f in

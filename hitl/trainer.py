@@ -13,7 +13,7 @@ import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -53,8 +53,9 @@ class TrainerStatus:
 
 class Learner(Protocol):
     """One task+mode, built as cls(settings, store, report, publish): `report(**fields)`
-    updates the trainer's status, `publish(masks)` hands over a segmentation model's
-    PublishedMasks. A learner never sees the trainer, and only the trainer thread calls it."""
+    updates the trainer's status, `publish(**results)` hands over what other threads may read
+    (`masks`: a segmentation model's PublishedMasks; `features`: the frozen feature cache).
+    A learner never sees the trainer, and only the trainer thread calls it."""
 
     def step(self, changed: bool) -> bool:
         """Work once; True when more work is pending (do not sleep)."""
@@ -79,7 +80,7 @@ class Trainer:
         self._thread: threading.Thread | None = None
         self._learner: Learner | None = None
         self._learner_key: tuple | None = None
-        self._masks: PublishedMasks | None = None
+        self._published: dict[str, Any] = {}  # what the current learner handed over
         self._asked = threading.Event()  # a page asked for a mask not computed yet
         self._force = threading.Event()
         self._saved_version: int | None = None
@@ -136,15 +137,20 @@ class Trainer:
     def learner(self) -> Learner | None:
         return self._learner
 
-    def publish(self, masks: PublishedMasks | None) -> None:
-        """A segmentation learner's newest predicted masks (trainer thread)."""
-        self._masks = masks
+    def publish(self, **results: Any) -> None:
+        """Results a learner hands over for other threads (called on the trainer thread)."""
+        self._published = {**self._published, **results}
+
+    def published(self, name: str) -> Any:
+        """`masks` (PublishedMasks) or `features` (FeatureCache) of the current learner, or
+        None: the only parts of a learner a request thread may read."""
+        return self._published.get(name)
 
     def predicted_mask(self, image_id: int) -> dict | None:
         """The latest model's mask for one image at its size (positions 1..K), its class
         fractions, version and class order; None until one is published for the image.
         Answered from published results only: safe and cheap on a request thread."""
-        masks = self._masks
+        masks: PublishedMasks | None = self._published.get("masks")
         if masks is None:
             return None
         row = self.store.image(image_id)
@@ -185,7 +191,7 @@ class Trainer:
                 if self._force.is_set() or key != self._learner_key:
                     self._force.clear()
                     self._learner = None
-                    self._masks = None
+                    self._published = {}
                     self._learner = self._make_learner(key)
                     self._learner_key = key
                     self.update(task=key[0], mode=key[1], backbone=key[2], error=None)

@@ -180,7 +180,7 @@ def test_similar_returns_near_duplicates_first(session_factory):
     feats[[5, 11, 17]] = feats[2] + rng.normal(size=(3, 16)) * 0.01  # near-duplicates of ids[2]
     cache = FeatureCache(session.settings.features_dir, "dups")
     cache.put_global(np.asarray(ids, np.int64), feats.astype(np.float16))
-    session.trainer._learner = CachedLearner(cache)  # what a frozen learner would hold
+    session.trainer.publish(features=cache)  # what a frozen learner hands the trainer
     store.set_label(ids[11], store.classes()[0].id)  # labeled: not offered again
     got = Review(session).similar("ann", ids[2], 4)
     near = [it["image_id"] for it in got["items"]]

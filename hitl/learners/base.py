@@ -9,7 +9,7 @@ from hitl.settings import Settings
 from hitl.store import Store
 
 Report = Callable[..., None]                 # report(**status fields), see trainer.TrainerStatus
-Publish = Callable[[object], None]           # publish(PublishedMasks | None)
+Publish = Callable[..., None]                # publish(masks=PublishedMasks | None, features=…)
 
 
 class Learner:

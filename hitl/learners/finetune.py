@@ -96,7 +96,7 @@ class _FinetuneBase(Learner):
             self.model = None  # removed or reordered: columns no longer mean the same
             self.checkpoint.unlink(missing_ok=True)
             self._masks = None
-            self.publish(None)
+            self.publish(masks=None)
         elif self.model is not None and len(ids) != len(self.class_ids):
             self.model.set_num_classes(len(ids))
         self.class_ids = ids
@@ -284,7 +284,7 @@ class FinetuneSegmenter(_FinetuneBase):
                                           "class_ids": class_ids, "n_train": n_train})
         if self._masks is None or self._masks.class_ids != class_ids:
             self._masks = StoredMasks(version, class_ids)
-            self.publish(self._masks)
+            self.publish(masks=self._masks)
         self._masks.version = version
 
     def _answer_asked(self) -> None:

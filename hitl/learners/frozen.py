@@ -97,6 +97,7 @@ class FrozenClassifier(_FrozenBase):
         self.cache = FeatureCache(settings.features_dir, self.extractor.key)
         self._feats_ids: np.ndarray | None = None
         self._feats: np.ndarray | None = None
+        publish(features=self.cache)
 
     def _features(self) -> tuple[np.ndarray, np.ndarray]:
         if self._feats is None:
@@ -216,6 +217,7 @@ class FrozenSegmenter(_FrozenBase):
         self._targets: dict[int, tuple] = {}   # image id -> (mask checksum, targets, weights)
         self._summary_cursor = 0
         self._masks: HeadMasks | None = None  # what the page reads; see learners/published.py
+        publish(features=self.cache)
 
     def _grid(self, image_id: int) -> np.ndarray | None:
         grid = self.cache.get_patches(image_id)
@@ -247,7 +249,7 @@ class FrozenSegmenter(_FrozenBase):
         class_ids = self._classes()
         if self.head is None and self._masks is not None:  # its classes changed: withdraw
             self._masks = None
-            self.publish(None)
+            self.publish(masks=None)
         if self._masks is not None:  # images a page asked for: their features first
             asked = self._missing(np.asarray(self._masks.take_wanted(), dtype=np.int64))
             if asked.size:
@@ -323,7 +325,7 @@ class FrozenSegmenter(_FrozenBase):
         self._summary_cursor = 0
         self._masks = HeadMasks(version, class_ids, self.head, self.cache,
                                 wanted=self._masks.take_wanted() if self._masks else ())
-        self.publish(self._masks)
+        self.publish(masks=self._masks)
         self._trained(version, start, f"on {len(grids)} masks")
 
     def _summarise(self, all_ids: np.ndarray) -> bool:
