@@ -45,8 +45,9 @@ def _clear_mask_values(cur, keep: np.ndarray) -> int:
                             [imaging.mask_to_png(mask), int((mask > 0).sum()), image_id])
             else:
                 cur.execute("DELETE FROM masks WHERE image_id = ?", [image_id])
-    for event_id, png in cur.execute(
-            "SELECT id, prev_png FROM events WHERE prev_png IS NOT NULL").fetchall():
+    for event_id, png in cur.execute(  # only copies an undo can still restore
+            "SELECT id, prev_png FROM events WHERE prev_png IS NOT NULL AND NOT undone "
+            "AND action = 'mask'").fetchall():
         mask = imaging.png_to_mask(png)
         drop = ~keep[mask] & (mask > 0)
         if drop.any():
