@@ -32,6 +32,7 @@ BENCHES = [
     ("load", "bench_load.py"),              # 10
     ("rest", "bench_rest.py"),              # 11
     ("review", "bench_review.py"),          # 12
+    ("browser", "bench_browser.py"),        # 13
 ]
 
 

@@ -62,17 +62,28 @@
     return lines.filter(Boolean).join(" · ");
   }
 
+  function decoded(item) {
+    // an <img> for the item, decoding off the main thread as soon as the item arrives
+    if (!item.img) {
+      item.img = new Image();
+      item.img.src = item.src || "";
+      item.ready = item.src && item.img.decode ? item.img.decode().catch(() => {}) : Promise.resolve();
+    }
+    return item.img;
+  }
+
   // Put an item on screen; keys wait until its pixels are drawn (never applied unseen).
   function show(item, extra, warn) {
     S.shown = item; S.waiting = false;
     item.painted = false;
     const token = ++S.token;
-    const img = $("#cls-image");
     renderTitle(item); renderButtons();
     note(itemNote(item, extra), warn);
-    img.src = item.src || "";
+    // the element decoded while the image waited in the queue takes the old one's place
+    const img = decoded(item), old = $("#cls-image");
+    if (old !== img) { img.id = "cls-image"; img.alt = ""; old.replaceWith(img); }
     img.style.visibility = item.src ? "visible" : "hidden";
-    const drawn = item.src && img.decode ? img.decode().catch(() => {}) : Promise.resolve();
+    const drawn = item.ready || Promise.resolve();
     drawn.then(() => requestAnimationFrame(() => requestAnimationFrame(() => {
       if (token !== S.token) return;
       item.painted = true;
@@ -175,7 +186,7 @@
                                         n: Math.max(want, 1), exclude: held.concat([...S.sending]) });
       if (!r || !r.ok) { if (S.waiting) showNothing((r && r.error) || "No answer."); return; }
       for (const item of r.items) {
-        if (item.src) { const pre = new Image(); pre.src = item.src; }
+        decoded(item);
         S.queue.push(item);
       }
       got = r.items.length;

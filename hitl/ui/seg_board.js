@@ -16,7 +16,7 @@
     chain: Promise.resolve(), token: 0, stopped: false, stroke: null,
   };
   const log = window.__hitlSegLog = window.__hitlSegLog || { displayed: [], saved: [] };
-  const img = $("#seg-image"), layer = $("#seg-canvas"), over = $("#seg-pred");
+  const layer = $("#seg-canvas"), over = $("#seg-pred");
   const lctx = layer.getContext("2d"), octx = over.getContext("2d");
 
   const esc = (t) => String(t == null ? "" : t).replace(/[&<>"']/g,
@@ -134,7 +134,7 @@
   layer.addEventListener("pointerdown", (ev) => {
     if (!S.shown || !S.shown.painted || ev.button !== 0) return;
     ev.preventDefault();
-    layer.setPointerCapture(ev.pointerId);
+    try { layer.setPointerCapture(ev.pointerId); } catch (err) { /* a synthetic pointer */ }
     // the class (or eraser) and size are fixed when the stroke starts
     S.stroke = { value: S.eraser ? 0 : S.brush + 1, radius: S.size / 2, last: toPixel(ev),
                  id: ev.pointerId };
@@ -188,7 +188,10 @@
     const stored = await decodePositions(item.mask, item.w, item.h);
     item.pos = stored || new Uint8Array(item.w * item.h);
     item.touched = new Uint8Array(item.w * item.h);
-    if (item.src) { item.image = new Image(); item.image.src = item.src; }
+    item.image = new Image();
+    item.image.draggable = false;
+    item.image.src = item.src || "";
+    item.decoded = item.src && item.image.decode ? item.image.decode().catch(() => {}) : null;
     return item;
   }
 
@@ -197,17 +200,19 @@
     const token = ++S.token;
     renderTitle(item);
     note([item.note, item.problem, extra].filter(Boolean).join(" · "), warn);
-    $(".hb-stage").style.aspectRatio = `${item.w} / ${item.h}`;
-    for (const c of [layer, over]) { c.width = item.w; c.height = item.h; }
     if (!S.size) S.size = Math.max(4, Math.round(Math.max(item.w, item.h) / 40));
     renderTools();
-    img.src = item.src || "";
-    img.style.visibility = item.src ? "visible" : "hidden";
+    const ready = prepare(item);
     if (S.overlay && !item.pred) loadPrediction(item, false);
     setOpacity();
-    const ready = prepare(item).then(() => (item.src && img.decode ? img.decode().catch(() => {}) : null));
-    ready.then(() => requestAnimationFrame(() => {
+    ready.then(() => item.decoded).then(() => requestAnimationFrame(() => {
       if (token !== S.token) return;
+      // the element decoded while the image waited in the queue takes the old one's place
+      const old = $("#seg-image");
+      if (old !== item.image) { item.image.id = "seg-image"; item.image.alt = ""; old.replaceWith(item.image); }
+      item.image.style.visibility = item.src ? "visible" : "hidden";
+      $(".hb-stage").style.aspectRatio = `${item.w} / ${item.h}`;
+      for (const c of [layer, over]) { c.width = item.w; c.height = item.h; }
       redraw();
       requestAnimationFrame(() => {
         if (token !== S.token) return;
@@ -220,7 +225,7 @@
   function showNothing(text) {
     S.shown = null; S.token++;
     renderTitle(null, text ? "No image" : "Loading…");
-    img.style.visibility = "hidden";
+    $("#seg-image").style.visibility = "hidden";
     lctx.clearRect(0, 0, layer.width, layer.height);
     octx.clearRect(0, 0, over.width, over.height);
     if (text) note(text);
@@ -409,7 +414,8 @@
     element,
     key(key) {
       if (/^[0-9]$/.test(key)) { choose(key === "0" ? 9 : parseInt(key, 10) - 1); return true; }
-      if (key === "Enter" || key === "s" || key === "S") { save("save"); return true; }
+      if (key === "Enter") { save("save"); return true; }
+      if (key === "s" || key === "S") { save("skip"); return true; }
       if (key === "e" || key === "E") { S.eraser = !S.eraser; renderTools(); return true; }
       if (key === "a" || key === "A") { accept(); return true; }
       if (key === "m" || key === "M") { toggleOverlay(!S.overlay); return true; }

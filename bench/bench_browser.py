@@ -1,0 +1,168 @@
+"""13. What a labeler feels in a real browser: key -> next image, save -> next editor ready.
+
+app.py in a subprocess with the trainer on (default backbone, random init: it extracts
+features for the whole run, so the CPU is busy as it is in real use), driven by headless
+Chromium (tests/browser_util.py). Times are taken in the page: from the key's event to the
+moment the next image has been decoded and two animation frames have passed (the page logs it
+in window.__hitlLog / __hitlSegLog), one key at a time at a labeler's pace.
+
+  - classification, the demo set (240 shapes): key -> next image displayed, p50 / p95
+  - classification, photos (the hymenoptera JPEGs in tests/data, copied to 200 files)
+  - segmentation, membrane 512x512 (tests/data/membrane, copied): a stroke, then Enter ->
+    the next image and its mask layer drawn and ready to paint, p50 / p95
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import REPO, AppProcess, Report, fresh_dir, parser, summary  # noqa: E402
+
+KEY_TO_IMAGE = """
+const [key, done] = arguments;
+const log = window.__hitlLog.displayed, n = log.length, t0 = performance.now();
+document.body.dispatchEvent(new KeyboardEvent("keydown", {key, bubbles: true}));
+const check = () => {
+  if (log.length > n) done(log[n].at - t0);
+  else if (performance.now() - t0 > 20000) done(null);
+  else setTimeout(check, 1);
+};
+check();
+"""
+
+STROKE_AND_SAVE = """
+const [done] = arguments;
+const c = document.getElementById("seg-canvas"), r = c.getBoundingClientRect();
+const at = (fx, fy, type) => c.dispatchEvent(new PointerEvent(type, {
+  pointerId: 7, bubbles: true, button: 0, buttons: 1, isPrimary: true,
+  clientX: r.left + fx * r.width, clientY: r.top + fy * r.height}));
+at(0.2, 0.5, "pointerdown");
+for (let i = 1; i <= 10; i++) at(0.2 + 0.06 * i, 0.5, "pointermove");
+at(0.8, 0.5, "pointerup");
+const log = window.__hitlSegLog.displayed, n = log.length, t0 = performance.now();
+document.body.dispatchEvent(new KeyboardEvent("keydown", {key: "Enter", bubbles: true}));
+const check = () => {
+  if (log.length > n) done(log[n].at - t0);
+  else if (performance.now() - t0 > 20000) done(null);
+  else setTimeout(check, 1);
+};
+check();
+"""
+
+READY = """
+const s = window.%s && window.%s.state;
+return !!s && !!s.shown && s.shown.painted && s.sending.size === 0 && !s.fetching;
+"""
+
+
+def copies(source: list[Path], count: int, folder: Path) -> Path:
+    """`count` files named apart, cycling through the sample files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        src = source[i % len(source)]
+        shutil.copyfile(src, folder / f"{i:05d}_{src.name}")
+    return folder
+
+
+def run_app(args: list[str], tmp: Path, name: str) -> AppProcess:
+    app = AppProcess(["--session", str(tmp / f"session-{name}"), "--no-pretrained", *args],
+                     tmp / f"app-{name}.log")
+    app.wait_ready(timeout=600)
+    return app
+
+
+def wait(driver, script: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if driver.execute_script(script):
+            return
+        time.sleep(0.05)
+    raise TimeoutError("the page did not get ready")
+
+
+def classification_keys(driver, url: str, n: int, pause: float) -> list[float]:
+    driver.get(url)
+    wait(driver, READY % ("hitlBoard", "hitlBoard"))
+    driver.set_script_timeout(30)
+    times = []
+    for k in range(n):
+        ms = driver.execute_async_script(KEY_TO_IMAGE, str(1 + k % 2))
+        if ms is None:
+            raise RuntimeError("a key showed no next image within 20 s")
+        times.append(ms)
+        time.sleep(pause)  # a labeler's pace: the page refills its queue meanwhile
+    return times
+
+
+def segmentation_saves(driver, url: str, n: int, pause: float) -> list[float]:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    driver.get(url)
+    tab = WebDriverWait(driver, 120).until(lambda d: d.find_element(
+        By.XPATH, "//button[@role='tab'][contains(., 'Segmentation')]"))
+    tab.click()
+    wait(driver, READY % ("hitlSeg", "hitlSeg"))
+    driver.set_script_timeout(30)
+    times = []
+    for _ in range(n):
+        ms = driver.execute_async_script(STROKE_AND_SAVE)
+        if ms is None:
+            raise RuntimeError("a save showed no next image within 20 s")
+        times.append(ms)
+        time.sleep(pause)
+        wait(driver, READY % ("hitlSeg", "hitlSeg"), timeout=60)
+    return times
+
+
+def main(argv=None) -> dict:
+    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    from tests.browser_util import browser_available, chromium
+    report = Report("browser", args.quick)
+    why_not = browser_available()
+    if why_not:
+        raise SystemExit(f"bench_browser needs Chromium: {why_not}")
+    n_keys = 20 if args.quick else 60
+    n_saves = 8 if args.quick else 25
+    tmp = fresh_dir("browser")
+    data = REPO / "tests" / "data"
+    photos = copies(sorted((data / "hymenoptera").rglob("*.jpg")), 200, tmp / "photos")
+    membrane = copies(sorted((data / "membrane" / "images").glob("*.png")), 60, tmp / "membrane")
+    try:
+        with chromium() as driver:
+            for name, app_args in (("demo", []),
+                                   ("photos", ["--images", str(photos), "--task",
+                                               "classification", "--classes", "ants,bees"])):
+                app = run_app(app_args, tmp, name)
+                try:
+                    times = classification_keys(driver, app.url, n_keys, pause=0.35)
+                finally:
+                    app.stop()
+                s = summary(times)
+                report.details[f"key_to_image_{name}_ms"] = s
+                report.add(f"key -> next image displayed, {name}, p50", s["p50"], "ms")
+                report.add(f"key -> next image displayed, {name}, p95", s["p95"], "ms", "<=",
+                           100, note=f"{s['n']} keys, trainer extracting; max {s['max']:.0f} ms")
+            app = run_app(["--images", str(membrane), "--task", "segmentation",
+                           "--classes", "membrane,cell"], tmp, "membrane")
+            try:
+                times = segmentation_saves(driver, app.url, n_saves, pause=0.5)
+            finally:
+                app.stop()
+            s = summary(times)
+            report.details["save_to_editor_ms"] = s
+            report.add("segmentation save -> next editor ready, membrane 512², p50", s["p50"],
+                       "ms")
+            report.add("segmentation save -> next editor ready, membrane 512², p95", s["p95"],
+                       "ms", "<=", 400, note=f"{s['n']} saves, trainer on; max "
+                                             f"{s['max']:.0f} ms")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return report.finish()
+
+
+if __name__ == "__main__":
+    main()
