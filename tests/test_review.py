@@ -247,6 +247,6 @@ def test_similar_in_segmentation_pools_the_patch_grids(session_factory):
     for k, image_id in enumerate(ids):
         cache.put_patches(image_id, (base[k] + rng.normal(size=(4, 4, 16)) * 0.1)
                           .astype(np.float16))
-    session.trainer._learner = CachedLearner(cache)
+    session.trainer.publish(features=cache)  # what a frozen learner hands the trainer
     got = Review(session).similar("ann", ids[0], 3)["items"]
     assert got[0]["image_id"] == ids[7] and ids[0] not in [it["image_id"] for it in got]
