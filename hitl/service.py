@@ -26,6 +26,7 @@ from hitl.store import StoreError
 from hitl.tasks import TASKS, get_task
 
 ADMIN, LABELER = "admin", "labeler"
+IMPORT_USER = "import"  # labels brought in by --import / python -m hitl import
 ROLES = (ADMIN, LABELER)
 RESET_COOLDOWN_S = 10.0
 
@@ -323,6 +324,22 @@ class Service(ReviewService):
             raise StoreError(message)
         self.session.lock_task(task, user)
 
+    def _may_change(self, caller: Caller, image_ids) -> None:
+        """A labeler changes only images nobody else holds: not one leased to someone else,
+        not someone else's label or mask (imported labels are nobody's). Admins may; what
+        they change is recorded as theirs."""
+        if caller.is_admin:
+            return
+        for image_id in image_ids:
+            holder = self.store.lease_holder(int(image_id))
+            if holder is not None and holder != caller.name:
+                raise Refused(f"{holder} is working on image {image_id} right now; "
+                              "choose another image.")
+            owner = self.store.label_owner(int(image_id))
+            if owner is not None and owner not in (caller.name, IMPORT_USER):
+                raise Refused(f"Image {image_id} was labeled by {owner}; only they or an "
+                              "admin can change it.")
+
     @answer
     def annotate(self, caller: Caller, image_id: int, label: str,
                  revision: int | None = None) -> dict:
@@ -336,6 +353,7 @@ class Service(ReviewService):
             raise StoreError(f"There is no class named {one_line(label, 80)!r}.")
         if self.store.image(int(image_id)) is None:
             raise StoreError(f"There is no image with id {image_id}.")
+        self._may_change(caller, [image_id])
         pred = self.store.prediction(int(image_id))
         self.store.set_label(int(image_id), cls.id, user,
                              shown_class_id=None if pred is None else pred[0],
@@ -355,6 +373,7 @@ class Service(ReviewService):
             raise StoreError(f"There is no class named {one_line(label, 80)!r}.")
         if self.store.image(int(image_id)) is None:
             raise StoreError(f"There is no image with id {image_id}.")
+        self._may_change(caller, [image_id])
         task = get_task("classification")
         if strategy not in task.strategies:
             raise StoreError(f"Unknown strategy {strategy!r}; choose one of: "
@@ -384,6 +403,7 @@ class Service(ReviewService):
         row = self.store.image(int(image_id))
         if row is None:
             raise StoreError(f"There is no image with id {image_id}.")
+        self._may_change(caller, [image_id])
         positions = np.asarray(positions)
         if positions.shape != (row.height, row.width):
             raise StoreError(f"The mask is {positions.shape[1]}x{positions.shape[0]} but the "
@@ -395,17 +415,54 @@ class Service(ReviewService):
     def skip(self, caller: Caller, image_id: int, revision: int | None = None) -> dict:
         """Skip an image: strategies pass over it until undone."""
         check_seen(self.store, caller.name, image_id, revision)
+        if self.store.image(int(image_id)) is None:
+            raise StoreError(f"There is no image with id {image_id}.")
+        self._may_change(caller, [image_id])
         self.store.skip(int(image_id), caller.name)
         return {"ok": True, "image_id": int(image_id)}
 
     @answer
     def undo(self, caller: Caller) -> dict:
-        """Undo the caller's own last label, mask or skip."""
-        image_id = self.store.undo(caller.name)
-        if image_id is None:
+        """Undo the caller's own last action (a review page as a whole); what someone else
+        changed since stays as they left it, and the answer says so."""
+        done = self.store.undo_details(caller.name)
+        if done is None:
             return {"ok": False, "error": "Nothing to undo.", "image_id": None}
+        image_id = done["image_id"]
         self.store.renew_lease(image_id, caller.name, self.session.settings.lease_seconds)
-        return {"ok": True, "image_id": image_id}
+        result = {"ok": True, "image_id": image_id}
+        if done.get("kept"):
+            result["note"] = "; ".join(f"image {i} was changed by {who} since, so it stays "
+                                       "as they left it" for i, who in done["kept"].items())
+        return result
+
+    # ---- review (hitl/review.py), with the same own-work rule ------------------------------
+    def accept_batch(self, caller: Caller, image_ids, class_name: str, rejected_ids=None,
+                     relabels: dict | None = None, *args, **kwargs) -> dict:
+        return self._guarded_review(caller, [*(image_ids or []), *(relabels or {})],
+                                    super().accept_batch, image_ids, class_name, rejected_ids,
+                                    relabels, *args, **kwargs)
+
+    def keep_suspect(self, caller: Caller, image_id: int, *args, **kwargs) -> dict:
+        return self._guarded_review(caller, [image_id], super().keep_suspect, image_id,
+                                    *args, **kwargs)
+
+    def remove_suspect(self, caller: Caller, image_id: int, *args, **kwargs) -> dict:
+        return self._guarded_review(caller, [image_id], super().remove_suspect, image_id,
+                                    *args, **kwargs)
+
+    def relabel_suspect(self, caller: Caller, image_id: int, *args, **kwargs) -> dict:
+        return self._guarded_review(caller, [image_id], super().relabel_suspect, image_id,
+                                    *args, **kwargs)
+
+    @answer
+    def _guarded_review(self, caller: Caller, image_ids, method, *args, **kwargs) -> dict:
+        try:
+            ids = [int(i) for i in image_ids]
+        except (TypeError, ValueError):
+            raise StoreError("Image ids must be whole numbers.") from None
+        self._may_change(caller, ids)
+        return method(caller, *args, **kwargs)
 
     # ---- classes (admin) ------------------------------------------------------------------
     def _find_class(self, name: str | None):

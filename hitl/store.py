@@ -527,6 +527,19 @@ class Store:
         png = cur.execute("SELECT png FROM masks WHERE image_id = ?", [image_id]).fetchone()
         return (prev[0] if prev else None, skipped is not None, png[0] if png else None)
 
+    def _prior_rows(self, cur, image_id: int) -> dict:
+        """Who wrote the image's label, mask and skip, and when: kept in the event so undo
+        puts back exactly those rows, not copies in the undoer's name."""
+        prior = {}
+        for table, extra in (("labels", ", shown_class_id, shown_model_version, source"),
+                             ("masks", ""), ("skips", "")):
+            row = cur.execute(f'SELECT "user", created_at{extra} FROM {table} '
+                              "WHERE image_id = ?", [image_id]).fetchone()
+            if row is not None:
+                prior[table] = [row[0], None if row[1] is None else row[1].isoformat(),
+                                *row[2:]]
+        return {"prior": prior} if prior else {}
+
     def set_label(self, image_id: int, class_id: int, user: str = "local",
                   shown_class_id: int | None = None, shown_model_version: int | None = None,
                   source: str = "label", then_lease: Sequence[int] | None = None,
@@ -540,6 +553,7 @@ class Store:
             if cur.execute("SELECT 1 FROM classes WHERE id = ?", [class_id]).fetchone() is None:
                 raise StoreError(f"There is no class with id {class_id}.")
             prev_class, skipped, _ = self._prior_state(cur, image_id)
+            prior = self._prior_rows(cur, image_id)
             cur.execute("INSERT OR REPLACE INTO labels (image_id, class_id, \"user\", created_at, "
                         "shown_class_id, shown_model_version, source) VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [image_id, class_id, user, _now(), shown_class_id, shown_model_version,
@@ -547,7 +561,7 @@ class Store:
             cur.execute("DELETE FROM skips WHERE image_id = ?", [image_id])
             cur.execute("DELETE FROM leases WHERE image_id = ?", [image_id])
             self._event(cur, user, source, image_id, class_id, prev_class_id=prev_class,
-                        prev_skipped=skipped)
+                        prev_skipped=skipped, detail=prior or None)
             if then_lease is not None and len(then_lease):
                 return self._lease_first(cur, [int(i) for i in then_lease], user, lease_seconds)
             return None
@@ -637,6 +651,7 @@ class Store:
                 raise StoreError(f"The mask uses values that no class holds: "
                                  f"{sorted(present - live)}.")
             _, skipped, prev_png = self._prior_state(cur, image_id)
+            prior = self._prior_rows(cur, image_id)
             if labeled:
                 cur.execute("INSERT OR REPLACE INTO masks VALUES (?, ?, ?, ?, ?)",
                             [image_id, png, user, _now(), labeled])
@@ -644,7 +659,7 @@ class Store:
                 cur.execute("DELETE FROM masks WHERE image_id = ?", [image_id])
             cur.execute("DELETE FROM skips WHERE image_id = ?", [image_id])
             cur.execute("DELETE FROM leases WHERE image_id = ?", [image_id])
-            self._event(cur, user, source, image_id, detail={"pixels": labeled},
+            self._event(cur, user, source, image_id, detail={"pixels": labeled, **prior},
                         prev_skipped=skipped, prev_png=prev_png)
         self._write(save)
         self._touch()
@@ -657,9 +672,10 @@ class Store:
         def skip(cur):
             self._require_image(cur, image_id)
             _, skipped, _ = self._prior_state(cur, image_id)
+            prior = self._prior_rows(cur, image_id)
             cur.execute("INSERT OR REPLACE INTO skips VALUES (?, ?, ?)", [image_id, user, _now()])
             cur.execute("DELETE FROM leases WHERE image_id = ?", [image_id])
-            self._event(cur, user, "skip", image_id, prev_skipped=skipped)
+            self._event(cur, user, "skip", image_id, prev_skipped=skipped, detail=prior or None)
         self._write(skip)
         self._touch()
 
@@ -672,7 +688,9 @@ class Store:
     def undo_details(self, user: str = "local") -> dict | None:
         """Undo this user's last action; a review page (one batch id) is undone as a whole.
 
-        Returns {image_id, image_ids, batch_id} or None when there is nothing to undo.
+        Returns {image_id, image_ids, batch_id, kept} or None when there is nothing to undo;
+        `kept` maps an image someone else changed since to that user: undo leaves their work
+        as it is there (the action still counts as undone).
         """
         def undo(cur):
             actions = ", ".join(f"'{a}'" for a in UNDOABLE)
@@ -684,14 +702,23 @@ class Store:
             where, params = ("id = ?", [last[0]]) if last[1] is None else \
                 ("batch_id = ? AND NOT undone", [last[1]])
             rows = cur.execute(
-                "SELECT id, action, image_id, class_id, prev_class_id, prev_skipped, prev_png "
-                f"FROM events WHERE {where} ORDER BY id DESC", params).fetchall()
+                "SELECT id, action, image_id, class_id, prev_class_id, prev_skipped, prev_png, "
+                f"detail FROM events WHERE {where} ORDER BY id DESC", params).fetchall()
+            kept = {}
             for row in rows:
-                self._revert(cur, user, *row)
+                later = cur.execute(
+                    f"SELECT \"user\" FROM events WHERE image_id = ? AND id > ? AND NOT undone "
+                    f"AND action IN ({actions}) AND \"user\" <> ? ORDER BY id DESC LIMIT 1",
+                    [row[2], row[0], user]).fetchone()
+                if later is None:
+                    self._revert(cur, user, *row)
+                else:
+                    kept[row[2]] = later[0]
+                    cur.execute("UPDATE events SET undone = true WHERE id = ?", [row[0]])
             if last[1] is not None:
                 cur.execute("UPDATE batches SET undone = true WHERE id = ?", [last[1]])
             ids = [r[2] for r in reversed(rows)]
-            return {"image_id": ids[0], "image_ids": ids, "batch_id": last[1]}
+            return {"image_id": ids[0], "image_ids": ids, "batch_id": last[1], "kept": kept}
         done = self._write(undo)
         if done is not None:
             self._touch()
@@ -699,28 +726,44 @@ class Store:
 
     def _revert(self, cur, user: str, event_id: int, action: str, image_id: int,
                 class_id: int | None, prev_class: int | None, prev_skipped: bool | None,
-                prev_png: bytes | None) -> None:
-        """Put one image back as it was before one event (inside undo's transaction)."""
+                prev_png: bytes | None, detail: str | None = None) -> None:
+        """Put one image back as it was before one event (inside undo's transaction): the
+        rows it replaced come back with their own user and time when the event kept them."""
+        prior = (json.loads(detail) if detail else {}).get("prior", {})
+
+        def who(table: str) -> list:
+            row = prior.get(table)
+            if row is None:
+                return [user, _now()]
+            return [row[0], None if row[1] is None else datetime.fromisoformat(row[1])]
         if action in ("label", "unlabel"):
             cur.execute("DELETE FROM labels WHERE image_id = ?", [image_id])
             if prev_class is not None:
-                cur.execute("INSERT INTO labels (image_id, class_id, \"user\", created_at) "
-                            "VALUES (?, ?, ?, ?)", [image_id, prev_class, user, _now()])
+                shown = (prior.get("labels") or [None, None, None, None, None])[2:]
+                cur.execute("INSERT INTO labels (image_id, class_id, \"user\", created_at, "
+                            "shown_class_id, shown_model_version, source) "
+                            "VALUES (?, ?, ?, ?, ?, ?, coalesce(?, 'click'))",
+                            [image_id, prev_class, *who("labels"), *shown])
         elif action == "mask":
             cur.execute("DELETE FROM masks WHERE image_id = ?", [image_id])
             if prev_png is not None:
                 pixels = int((imaging.png_to_mask(prev_png) > 0).sum())
                 cur.execute("INSERT INTO masks VALUES (?, ?, ?, ?, ?)",
-                            [image_id, prev_png, user, _now(), pixels])
+                            [image_id, prev_png, *who("masks"), pixels])
         elif action in ("reject", "keep"):
             cur.execute("DELETE FROM verdicts WHERE image_id = ? AND class_id = ?",
                         [image_id, class_id])
         if action in ("label", "mask", "skip"):
             cur.execute("DELETE FROM skips WHERE image_id = ?", [image_id])
             if prev_skipped:
-                cur.execute("INSERT INTO skips VALUES (?, ?, ?)", [image_id, user, _now()])
+                cur.execute("INSERT INTO skips VALUES (?, ?, ?)", [image_id, *who("skips")])
         cur.execute("UPDATE events SET undone = true WHERE id = ?", [event_id])
         self._event(cur, user, "undo", image_id, detail={"event": event_id, "action": action})
+
+    def label_owner(self, image_id: int) -> str | None:
+        """Who wrote the image's label or mask (None when it has neither)."""
+        return self._one('SELECT coalesce((SELECT "user" FROM labels WHERE image_id = ?), '
+                         '(SELECT "user" FROM masks WHERE image_id = ?))', [image_id, image_id])
 
     def label_of(self, image_id: int) -> int | None:
         return self._one("SELECT class_id FROM labels WHERE image_id = ?", [image_id])

@@ -63,3 +63,39 @@ def test_calls_without_a_caller_or_with_bad_values_answer_one_line(session_facto
         "ok": False, "error": "No caller: every action needs to know who asks."}
     huge = service.annotate(ADMIN, 1, "x" * 1_000_000)
     assert not huge["ok"] and len(huge["error"]) < 400
+
+
+def test_own_work_stays_own(session_factory):
+    session = session_factory(task="classification", train=False)
+    service = Service(session)
+    alice, bob = Caller("alice", "labeler"), LABELER
+    shown = service.next_image(alice, "classification", "sequential")["image_id"]
+    # leased to alice: bob may not label or skip it
+    refused = service.annotate(bob, shown, "square")
+    assert not refused["ok"] and "alice" in refused["error"]
+    assert not service.skip(bob, shown)["ok"]
+    assert service.annotate(alice, shown, "circle")["ok"]
+    # alice's label: bob may not change it, an admin may (and it is recorded as theirs)
+    refused = service.annotate(bob, shown, "square")
+    assert refused["error"] == f"Image {shown} was labeled by alice; only they or an admin can " \
+                               "change it."
+    assert service.annotate(ADMIN, shown, "square")["ok"]
+    frame = session.store.label_rows().set_index("image_id")
+    assert frame.loc[shown, "user"] == "ann"
+    # alice's undo leaves the admin's later label alone, and says so
+    undone = service.undo(alice)
+    assert undone["ok"] and "changed by ann since" in undone["note"]
+    assert session.store.label_owner(shown) == "ann"
+
+
+def test_undo_restores_exactly_the_previous_label(session_factory):
+    session = session_factory(task="classification", train=False)
+    service = Service(session)
+    alice = Caller("alice", "labeler")
+    image = service.next_image(alice, "classification", "sequential")["image_id"]
+    assert service.annotate(alice, image, "circle")["ok"]
+    cols, rows = session.store.table_rows("labels")
+    original = rows[0]
+    assert service.annotate(ADMIN, image, "square")["ok"]
+    assert service.undo(ADMIN)["ok"]
+    assert session.store.table_rows("labels")[1] == [original]  # alice's row, her time

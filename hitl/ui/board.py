@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import gradio as gr
 
-from hitl.service import Service, require
+from hitl.service import Service, one_line, require
 from hitl.store import StoreError
 from hitl.ui.common import page_request, parse_id
 
@@ -56,7 +56,7 @@ def server_function(service: Service, name: str):
                 caller = service.caller_of(page_request(request))
                 return {"ok": True, **fn(data if isinstance(data, dict) else {}, caller)}
             except (StoreError, ValueError, TypeError) as exc:
-                return {"ok": False, "error": str(exc)}
+                return {"ok": False, "error": one_line(str(exc))}
         run.__name__ = name
         return run
     return wrap

@@ -6,7 +6,7 @@ import gradio as gr
 import pandas as pd
 
 from hitl.service import Service
-from hitl.ui.common import note_text
+from hitl.ui.common import note_text, with_request
 
 
 def class_table(service: Service, caller) -> pd.DataFrame:
@@ -44,7 +44,7 @@ def build(service: Service) -> dict:
         return (class_table(service, caller), gr.Dropdown(choices=names, value=None),
                 note_text(text), gr.Row(visible=False))
 
-    def guarded(action):
+    def guarded(action, n_inputs: int = 1):
         """Run one Service action; a refusal shows its message and changes nothing."""
         def run(*args, request: gr.Request = None):
             caller = service.caller_of(request)
@@ -53,7 +53,7 @@ def build(service: Service) -> dict:
                 return (class_table(service, caller), gr.update(), note_text(result["error"]),
                         gr.Row(visible=False))
             return current(caller, result.get("message"))
-        return run
+        return with_request(run, n_inputs)
 
     def ask_remove(name, request: gr.Request = None):
         result = service.class_removal(service.caller_of(request), name)
@@ -65,7 +65,7 @@ def build(service: Service) -> dict:
     private = dict(api_visibility="private")
     add_btn.click(guarded(service.add_class), [new_name], outs, **private)
     new_name.submit(guarded(service.add_class), [new_name], outs, **private)
-    rename_btn.click(guarded(service.rename_class), [chosen, rename_to], outs, **private)
+    rename_btn.click(guarded(service.rename_class, 2), [chosen, rename_to], outs, **private)
     up_btn.click(guarded(lambda c, name: service.move_class(c, name, -1)), [chosen], outs,
                  **private)
     down_btn.click(guarded(lambda c, name: service.move_class(c, name, +1)), [chosen], outs,

@@ -5,12 +5,37 @@ Who the caller is comes from `Service.caller_of(request)` (hitl/service.py), the
 from __future__ import annotations
 
 import html
+import inspect
+from collections.abc import Callable
 
 import gradio as gr
 from PIL import Image
 
 from hitl.imaging import ImageError, load_image
 from hitl.session import Session
+
+
+def with_request(fn: Callable, n_inputs: int) -> Callable:
+    """`fn(*inputs, request=...)` as an event handler that really gets the gr.Request.
+
+    Gradio 6.31 hands the request only to a positional parameter annotated gr.Request; a
+    keyword-only one after `*args` silently gets None, so every caller looked anonymous.
+    The handler gets an explicit signature of `n_inputs` values and the request.
+    """
+    def run(*args, **kwargs):
+        request = kwargs.pop("request", None)
+        if request is None and len(args) == n_inputs + 1:
+            *args, request = args
+        return fn(*args, request=request, **kwargs)
+    params = [inspect.Parameter(f"value_{i}", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+              for i in range(n_inputs)]
+    params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                    default=None, annotation=gr.Request))
+    run.__signature__ = inspect.Signature(params)
+    run.__annotations__ = {"request": gr.Request}
+    run.__name__ = getattr(fn, "__name__", "run")
+    return run
+
 
 DISPLAY_SIDE = 1024  # large photos are shrunk for the page; labels never depend on it
 

@@ -7,7 +7,7 @@ import gradio as gr
 from hitl.export import FORMATS
 from hitl.service import Service
 from hitl.settings import BACKBONE_PRESETS
-from hitl.ui.common import note_text
+from hitl.ui.common import note_text, with_request
 
 
 def build(service: Service) -> dict:
@@ -26,7 +26,7 @@ def build(service: Service) -> dict:
             finetune_model = gr.Textbox(s.finetune_model, label="Fine-tune model (timm name)")
             long_side = gr.Number(s.seg_long_side, precision=0, minimum=64, maximum=2048,
                                   label="Segmentation working resolution (long side, px)")
-            apply_btn = gr.Button("Apply")
+            apply_btn = gr.Button("Apply", elem_id="trainer-apply")
         trainer_md = gr.Markdown()
         gr.Markdown("### Export")
         with gr.Row():
@@ -44,12 +44,12 @@ def build(service: Service) -> dict:
             cancel_btn = gr.Button("Cancel")
         reset_md = gr.Markdown(elem_id="reset-message")
 
-    def act(action):
+    def act(action, n_inputs: int = 0):
         """Run one admin action of the Service; a refusal shows its one-line message."""
         def run(*args, request: gr.Request = None):
             result = action(service.caller_of(request), *args)
             return note_text(result.get("message") if result["ok"] else result["error"])
-        return run
+        return with_request(run, n_inputs)
 
     def export(fmt_name, request: gr.Request = None):
         result = service.export(service.caller_of(request), fmt_name)
@@ -64,7 +64,7 @@ def build(service: Service) -> dict:
 
     start_btn.click(act(service.start_trainer), None, trainer_md, api_visibility="private")
     stop_btn.click(act(service.stop_trainer), None, trainer_md, api_visibility="private")
-    apply_btn.click(act(service.configure_trainer), [backbone, mode, finetune_model, long_side],
+    apply_btn.click(act(service.configure_trainer, 4), [backbone, mode, finetune_model, long_side],
                     trainer_md, api_visibility="private")
     export_btn.click(export, [fmt], [export_file, export_md], api_visibility="private")
     reset_btn.click(lambda: gr.Row(visible=True), None, confirm_row, api_visibility="private")

@@ -1,0 +1,128 @@
+"""A hostile labeler against the real server.
+
+Logged in as a labeler, every event of the page — enumerated from the app's /config, so a
+new event is covered without touching this file — is run through `/gradio_api/queue/join`
+with values that mean something in the session (class names, another user's image ids), and
+every admin action is tried through gr.api too. Nothing a labeler sends may change what only
+an admin may change (classes, trainer, settings, the session folder), nor another user's
+labels, nor hand out an export of the whole session.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.page_protocol import PageSession
+
+ADMIN_BUTTONS = {"class-add", "class-new", "class-remove-confirm", "trainer-start",
+                 "trainer-stop", "export-btn", "reset-confirm", "trainer-apply"}
+USERS = [("ann", "pw-ann"), ("bob", "pw-bob")]  # the first user is the admin
+
+
+def protected(app) -> dict:
+    """What a labeler must never change: admin-owned state and other people's work."""
+    session, store = app.session, app.session.store
+    s = session.settings
+    cols, labels = store.table_rows("labels")
+    user = cols.index("user")
+    mcols, masks = store.table_rows("masks")
+    return {
+        "classes": store.table_rows("classes")[1],
+        "others' labels": sorted(r for r in labels if r[user] != "bob"),
+        "others' masks": sorted(r for r in masks if r[mcols.index("user")] != "bob"),
+        "settings": (s.backbone, s.mode, s.finetune_model, s.seg_long_side),
+        "trainer running": session.trainer.running,
+        "session folders": sorted(p.name for p in s.session_dir.parent.iterdir()),
+    }
+
+
+@pytest.fixture
+def guarded_app(app_factory):
+    app = app_factory(auth=USERS, task="classification", demo_count=24)
+    ann = app.client(auth=USERS[0])
+    labeled = []
+    for _ in range(3):  # the admin's own work, which bob must not undo or overwrite
+        view = ann.predict("sequential", None, api_name="/next_image")
+        assert ann.predict(view["image_id"], "circle", api_name="/annotate")["ok"]
+        labeled.append(view["image_id"])
+    leased = ann.predict("sequential", None, api_name="/next_image")["image_id"]
+    return app, labeled, leased
+
+
+def test_admin_actions_through_gr_api_are_refused(guarded_app):
+    app, labeled, _ = guarded_app
+    bob = app.client(auth=USERS[1])
+    before = protected(app)
+    refused = bob.predict(True, api_name="/reset_session")
+    assert refused["ok"] is False and "Only an admin" in refused["error"]
+    assert protected(app) == before
+
+
+def test_every_page_event_through_queue_join(guarded_app):
+    app, labeled, leased = guarded_app
+    page = PageSession(app.url, auth=USERS[1])
+    words = ["circle", "hostile", str(labeled[0]), str(leased), labeled[0]]
+    before = protected(app)
+    seen_admin, refusals = set(), set()
+    assert len(page.events) > 40
+    for event in page.events:
+        for args in page.argument_sets(event, words, limit=5):
+            result = page.call(event["id"], args)
+            text = json.dumps(result.get("output"))
+            assert "hitl-export" not in text, f"event {event['id']} handed out an export"
+            now = protected(app)
+            changed = {k for k in before if before[k] != now[k]}
+            assert not changed, f"event {event['id']} ({event.get('api_name')}) " \
+                                f"with {args!r} changed {changed}"
+            admin = page.elem_ids(event) & ADMIN_BUTTONS
+            if admin:
+                seen_admin |= admin
+                if "Only an admin" in text and "bob is a labeler" in text:
+                    refusals |= admin
+    # every admin button of the page was found and answered with a refusal
+    expected = ADMIN_BUTTONS
+    assert seen_admin >= expected and refusals >= expected, (seen_admin, refusals)
+
+
+def test_the_harness_sees_an_admin_change(guarded_app):
+    """The same protocol, as the admin, does change what the labeler could not."""
+    app, _, _ = guarded_app
+    page = PageSession(app.url, auth=USERS[0])
+    add = page.event_by_elem("class-add", "click")
+    before = protected(app)
+    result = page.call(add["id"], ["okapi"])
+    assert result["success"], result
+    assert protected(app)["classes"] != before["classes"], result["output"]["data"][2:]
+
+
+def hostile_payloads(labeled: list[int], leased: int) -> list:
+    """What a page script could send a board's server functions: another user's labeled and
+    leased images, to label, skip, release, hold or open; and junk."""
+    mine = labeled[0]
+    return [
+        {"image_id": mine, "class_name": "square", "op": "label", "rev": None},
+        {"image_id": mine, "op": "skip"},
+        {"image_id": leased, "class_name": "square", "op": "label"},
+        {"image_id": leased, "op": "skip"},
+        {"ids": [*labeled, leased], "held": [*labeled, leased], "strategy": "sequential"},
+        {"image_id": str(mine)}, {"step": 1, "from": mine},
+        {"image_id": "x" * 100_000}, "not a dict", None,
+    ]
+
+
+def test_every_server_function_of_the_page(guarded_app):
+    """gr.HTML server functions are page events outside the queue: same rules."""
+    app, labeled, leased = guarded_app
+    page = PageSession(app.url, auth=USERS[1])
+    assert page.server_functions, "the boards register server functions"
+    before = protected(app)
+    holder = app.session.store.lease_holder(leased)
+    for component_id, name in page.server_functions:
+        for data in hostile_payloads(labeled, leased):
+            answer = page.call_server(component_id, name, data)
+            assert "x" * 1000 not in json.dumps(answer), f"{name} echoed a huge input"
+            now = protected(app)
+            changed = {k for k in before if before[k] != now[k]}
+            assert not changed, f"{name} with {data!r:.80} changed {changed}"
+            assert app.session.store.lease_holder(leased) == holder, f"{name} took ann's lease"
