@@ -3,6 +3,8 @@
 import httpx
 import pandas as pd
 
+from hitl.ui.classification import stats_markdown
+
 
 def predicted_circles(app) -> list[int]:
     store = app.session.store
@@ -32,6 +34,7 @@ def test_review_page_accept_undo_and_suspects_over_the_api(app_factory):
                        shown[1]: store.class_by_name("square").id}
     stats = client.predict(50, api_name="/stats")
     assert stats["review"]["per_class"]["circle"]["accept_rate"] == round(4 / 6, 4)
+    assert "accept rate circle: 66.7% of 6" in stats_markdown(stats)  # the stats panel
     undone = client.predict(api_name="/undo")
     assert undone["ok"] and store.labeled_pairs()[0].size == 0
     bad = client.predict("nope", 6, None, api_name="/review_batch")

@@ -104,11 +104,20 @@ def stats_markdown(stats: dict) -> str:
     ]
     if catalog_line(stats):
         lines.insert(0, catalog_line(stats))
+    if (stats.get("review") or {}).get("per_class"):
+        lines.append(review_line(stats["review"]))
     if stats["users"]:
         lines.append("**Labelers** " + ", ".join(
             f"{u['user']}: {u['count']}" + (f" ({u['per_hour']}/h)" if u["per_hour"] else "")
             for u in stats["users"]))
     return "  \n".join(lines)
+
+
+def review_line(review: dict) -> str:
+    """Labels accepted by the page on the Review tab, apart, with the accept rate per class."""
+    return (f"**Review** {review['labels']} labels accepted on pages · accept rate "
+            + ", ".join(f"{name}: {_pct(c['accept_rate'])} of {c['shown']}"
+                        for name, c in review["per_class"].items()))
 
 
 def catalog_line(stats: dict) -> str:
