@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from hitl import demo
 from hitl.learners.published import HeadMasks, StoredMasks
 from hitl.ml import heads
 from hitl.ml.features import FeatureCache
+from hitl.tasks import get_task
 
 
 def _head(grid: np.ndarray) -> heads.SegHead:
@@ -43,3 +45,30 @@ def test_stored_masks_resize_to_the_asked_size_and_keep_older_versions():
     for image_id in range(StoredMasks.LIMIT + 1):
         masks.add(100 + image_id, small, 2)
     assert masks.mask(5, (2, 2)) is None  # the oldest went first
+
+
+def test_a_segmentation_learner_needs_only_its_two_callbacks(session_factory):
+    """No trainer: status goes to `report`, masks to `publish`, and a mask asked for before it
+    was computed is computed on the learner's next step. (Fine-tune mode's learner takes the
+    same path in test_finetune_mode.py, through the trainer.)"""
+    session = session_factory(task="segmentation", train=False, demo_count=12)
+    store, folder = session.store, session.settings.demo_dir
+    rows = store.images_by_ids(store.readable_image_ids())
+    for row in rows[:4]:
+        store.set_mask_positions(row.id, demo.ground_truth_mask(folder, row.filename), "ann")
+    reports, published = [], {}
+    learner = get_task("segmentation").learner("frozen")(
+        session.settings, store, lambda **f: reports.append(f), published.update)
+    changed = True
+    while learner.step(changed) or learner.version is None:
+        changed = False
+    masks = published["masks"]
+    assert masks.version == learner.version
+    assert masks.class_ids == [c.id for c in store.classes()]
+    assert any(r.get("model_version") == learner.version for r in reports)
+    labeled = rows[0]  # not a candidate: nothing predicted it yet, so the first ask misses
+    if masks.mask(labeled.id, (labeled.height, labeled.width)) is None:
+        learner.step(False)
+    mask, version = masks.mask(labeled.id, (labeled.height, labeled.width))
+    assert mask.shape == (labeled.height, labeled.width) and version == learner.version
+    assert 1 <= mask.min() and mask.max() <= len(masks.class_ids)
