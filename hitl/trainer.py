@@ -55,13 +55,16 @@ class Learner(Protocol):
     """One task+mode, built as cls(settings, store, report, publish): `report(**fields)`
     updates the trainer's status, `publish(**results)` hands over what other threads may read
     (`masks`: a segmentation model's PublishedMasks; `features`: the frozen feature cache).
-    A learner never sees the trainer, and only the trainer thread calls it."""
+    A learner never sees the trainer; only the trainer thread steps it."""
+
+    version: int | None  # the latest model version it made (None before the first)
 
     def step(self, changed: bool) -> bool:
         """Work once; True when more work is pending (do not sleep)."""
 
     def model_state(self) -> dict | None:
-        """What a model file needs (hitl/model_file.py), or None before the first model."""
+        """What a model file needs (hitl/model_file.py), or None before the first model;
+        built from finished models only, so the page's export may ask for it too."""
 
 
 def default_idle_hooks(store: Store) -> list:
@@ -239,10 +242,13 @@ class Trainer:
     def _checkpoint(self, force: bool = False) -> None:
         """Keep the latest model on disk, so `python -m hitl export --format model` works
         when the app is stopped; at most once a minute while labels stream in."""
-        state = self.model_state()
-        if state is None or state.get("model_version") == self._saved_version:
-            return
+        learner = self._learner
+        if learner is None or learner.version in (None, self._saved_version):
+            return  # checked first: building a state may read a whole checkpoint file
         if not force and time.monotonic() - self._saved_at < CHECKPOINT_EVERY_S:
+            return
+        state = learner.model_state()
+        if state is None:
             return
         from hitl.model_file import save_model
         try:
