@@ -63,8 +63,9 @@ def build_parser() -> OneLineParser:
     add("--port", type=_positive_int, help="port (default 7860) [HITL_PORT]")
     add("--share", action="store_true", default=None,
         help="create a public share link; requires --auth or --auth-file [HITL_SHARE]")
-    add("--auth", action="append", metavar="USER:PASS",
-        help="a login; repeatable [HITL_AUTH, comma-separated]")
+    add("--auth", action="append", metavar="USER:PASS[:admin]",
+        help="a login; repeatable. ':admin' makes an admin; without any, the first user is "
+             "the admin [HITL_AUTH, comma-separated]")
     add("--auth-file", type=Path, metavar="FILE",
         help="logins with salted password hashes, written by 'python -m hitl adduser' "
              "[HITL_AUTH_FILE]")
@@ -161,9 +162,12 @@ def parse_settings(argv: Sequence[str] | None = None,
             setattr(s, key, value)
     if s.auth_file is not None:
         try:
-            read_auth_file(s.auth_file)
+            users = read_auth_file(s.auth_file)
         except (OSError, ValueError) as exc:
             parser.error(f"argument --auth-file: {exc}")
+        if not users:  # an auth file without users must never mean "no login"
+            parser.error(f"argument --auth-file: {s.auth_file} has no users; add one with "
+                         f"'python -m hitl adduser --auth-file {s.auth_file} NAME'")
     if s.share and not (s.auth or s.auth_file) and not s.allow_anonymous:
         parser.error("argument --share: a share link is public, so it needs --auth USER:PASS "
                      "or --auth-file FILE (or --allow-anonymous to allow anyone)")
@@ -206,6 +210,15 @@ def authenticator(settings: Settings) -> Authenticator | None:
     return auth if auth else None
 
 
+def other_app_message(session_dir: Path, error: str) -> str:
+    """One line for a session that another process holds (DuckDB's lock names its PID)."""
+    import re
+    pid = re.search(r"PID (\d+)", error)
+    who = f"process {pid.group(1)}" if pid else "another process"
+    return (f"the session {session_dir.resolve()} is open in another app ({who}): stop it, "
+            "or start this one with another --session")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     settings, _ = parse_settings(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(settings, "verbose", False)
@@ -215,7 +228,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hitl.ui.app import build_app, launch
 
     settings.catalog_in_background = True  # serve at once; --images register meanwhile
-    session = Session(settings)
+    try:
+        session = Session(settings)
+    except Exception as exc:  # duckdb.IOException: another process holds the database
+        if "lock" not in str(exc).lower():
+            raise
+        print(f"hitl: error: {other_app_message(settings.session_dir, str(exc))}",
+              file=sys.stderr)
+        return 2
     summary = (session.report.summary() if session.catalog.state == "done" else
                "registering the images in the background (the page shows how far)")
     print(f"hitl: session {settings.session_dir.resolve()} — {summary}", file=sys.stderr)

@@ -17,6 +17,7 @@ import functools
 import getpass
 import hashlib
 import hmac
+import re
 import secrets
 import sys
 from collections.abc import Iterable
@@ -31,6 +32,15 @@ SALT_BYTES = 16
 HASH_BYTES = 32
 MAX_USERNAME = 64
 ROLES = ("admin", "labeler")
+BROWSER_COOKIE = "hitl_browser"
+# Set by the page before its first event: a random id per browser (hitl/ui/app.py's HEAD).
+BROWSER_ID_JS = f"""
+if (!document.cookie.split("; ").some((c) => c.startsWith("{BROWSER_COOKIE}="))) {{
+  const id = Array.from(crypto.getRandomValues(new Uint8Array(16)),
+                        (b) => b.toString(16).padStart(2, "0")).join("");
+  document.cookie = "{BROWSER_COOKIE}=" + id + "; path=/; max-age=31536000; SameSite=Lax";
+}}
+"""
 # Refuse parameters from a file that would need more memory than this.
 _MAXMEM = 64 * 1024 * 1024
 
@@ -337,5 +347,13 @@ class Access:
         return self.anonymous_role
 
     def anonymous_name(self, request) -> str:
-        """The name of a caller without a login."""
+        """The name of a caller without a login: each browser's own id (a cookie the page
+        sets, BROWSER_COOKIE), so leases, undo and per-labeler stats work per person; scripted
+        clients without it are 'local'."""
+        try:
+            cookie = request.cookies.get(BROWSER_COOKIE) if request is not None else None
+        except (AttributeError, KeyError, TypeError):
+            cookie = None
+        if isinstance(cookie, str) and re.fullmatch(r"[0-9a-f]{16,64}", cookie):
+            return f"browser-{cookie[:10]}"
         return "local"

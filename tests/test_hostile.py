@@ -126,3 +126,24 @@ def test_every_server_function_of_the_page(guarded_app):
             changed = {k for k in before if before[k] != now[k]}
             assert not changed, f"{name} with {data!r:.80} changed {changed}"
             assert app.session.store.lease_holder(leased) == holder, f"{name} took ann's lease"
+
+
+def test_two_anonymous_browsers_are_two_people(app_factory):
+    """Without logins each browser has its own id (a cookie the page sets): they get
+    different images, and one's undo never takes back the other's label."""
+    app = app_factory(task="classification", demo_count=12, train=False)
+    a, b = PageSession(app.url), PageSession(app.url)
+    a.http.cookies.set("hitl_browser", "a" * 32)
+    b.http.cookies.set("hitl_browser", "b" * 32)
+    assert "hitl_browser" in a.http.get("").text  # the page sets the cookie itself
+    board = next(cid for cid, name in a.server_functions if name == "cls_take")
+    first = a.call_server(board, "cls_take", {"strategy": "sequential"})["items"][0]
+    second = b.call_server(board, "cls_take", {"strategy": "sequential"})["items"][0]
+    assert first["image_id"] != second["image_id"]
+    store = app.session.store
+    assert store.lease_holder(first["image_id"]) == "browser-aaaaaaaaaa"
+    assert store.lease_holder(second["image_id"]) == "browser-bbbbbbbbbb"
+    assert a.call_server(board, "cls_act", {"image_id": first["image_id"],
+                                            "class_name": "circle"})["ok"]
+    assert not b.call_server(board, "cls_undo", {})["ok"]  # b has nothing to undo
+    assert store.label_owner(first["image_id"]) == "browser-aaaaaaaaaa"

@@ -8,7 +8,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from hitl import api
-from hitl.auth import Access, Authenticator
+from hitl.auth import BROWSER_ID_JS, Access, Authenticator
 from hitl.raw_calls import ForgetRawCalls
 from hitl.rest import PREFIX as REST_PREFIX
 from hitl.rest import Gate, build_api, gradio_cookie_user
@@ -19,7 +19,7 @@ from hitl.tokens import TokenChecker
 from hitl.ui import classes, classification, review, segmentation, session_tab
 
 KEYS_JS = (Path(__file__).with_name("keys.js")).read_text()
-HEAD = f"<script>{KEYS_JS}</script>"
+HEAD = f"<script>{BROWSER_ID_JS}</script><script>{KEYS_JS}</script>"
 CSS = ".hitl-hidden { display: none !important; }"
 REFRESH_SECONDS = 2.0
 
