@@ -111,6 +111,9 @@ def register(store: Store, sources: list[str], max_pixels: int = 100_000_000,
     progress.state = "finding"
     files, skipped, missing = find_files(sources)
     report = CatalogReport(not_images=skipped, missing=missing)
+    if not files:  # a relaunch without --images: no need to read 100k known paths
+        progress.state = "done"
+        return report
     known = store.known_paths()
     seen: set[str] = set()
     new_paths: list[str] = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import ipaddress
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -327,6 +328,28 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+class ServerTiming:
+    """`Server-Timing: app;dur=<ms>` on every answer: what the server spent, apart from the
+    network and the client (bench/bench_rest.py reads it)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+
+        async def timed_send(message):
+            if message["type"] == "http.response.start":
+                took = (time.perf_counter() - start) * 1000
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"],
+                                      (b"server-timing", f"app;dur={took:.2f}".encode())]
+            await send(message)
+        await self.app(scope, receive, timed_send)
+
+
 def build_api(session: Session, gate: Gate, service=None) -> FastAPI:
     """The /api/v1 app: mounted into Gradio's server by hitl.ui.app.launch; `service` is the
     page's hitl.service.Service, so page and REST share one."""
@@ -337,6 +360,7 @@ def build_api(session: Session, gate: Gate, service=None) -> FastAPI:
     api.state.service = Service(session, service)
     api.state.gate = gate
     api.include_router(router)
+    api.add_middleware(ServerTiming)
 
     @api.exception_handler(ApiError)
     def api_error(request: Request, exc: ApiError):
