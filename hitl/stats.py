@@ -70,9 +70,12 @@ def segmentation_stats(session: Session, live_window: int = 50) -> dict:
 
 
 def learning_curve(session: Session, task: str) -> pd.DataFrame:
-    """Validation score against number of labels, one row per model version."""
+    """Validation score against number of labels: per label count the latest model's (an
+    undo brings a count back; two points over one x drew a vertical segment)."""
     models = session.store.models()
     column = get_task(task).score
     models = models[(models["task"] == task) & models[column].notna()]
+    models = models.sort_values("version").drop_duplicates("n_labels", keep="last") \
+        .sort_values("n_labels")
     return pd.DataFrame({"labels": models["n_labels"].astype(int),
                          "score": models[column].astype(float)})

@@ -199,8 +199,9 @@ class FinetuneClassifier(_FinetuneBase):
 
     def _train_round(self, class_ids: list[int]) -> int:
         ids, cls = self.store.labeled_pairs("train")
-        if len(ids) == 0:
+        if len(ids) == 0:  # only validation labels so far: this model's scores are not held-out
             ids, cls = self.store.labeled_pairs("val")
+            self._saw_val = True
         pick = np.isin(ids, self._sample(ids))
         images, labels = self._xy(ids[pick], cls[pick], class_ids)
         if images:
@@ -208,6 +209,7 @@ class FinetuneClassifier(_FinetuneBase):
         return len(ids)
 
     def _record(self, version: int, class_ids: list[int], n_train: int) -> None:
+        held_in = getattr(self, "_saw_val", False)
         ids, cls = self.store.labeled_pairs("val")
         images, labels = self._xy(ids[:VAL_LIMIT], cls[:VAL_LIMIT], class_ids)
         truth = np.asarray(labels, dtype=np.int64)
@@ -215,9 +217,11 @@ class FinetuneClassifier(_FinetuneBase):
         self.store.record_model(
             version, self.task, self.name, self.mode,
             int(len(self.store.labeled_pairs()[0])),
-            val_accuracy=metrics.accuracy(truth, pred),
-            metrics={"confusion": metrics.confusion(truth, pred, len(class_ids)),
-                     "class_ids": class_ids, "n_train": n_train, "n_val": int(truth.size)})
+            val_accuracy=None if held_in else metrics.accuracy(truth, pred),
+            metrics={"confusion": None if held_in else
+                     metrics.confusion(truth, pred, len(class_ids)),
+                     "class_ids": class_ids, "n_train": n_train, "n_val": int(truth.size),
+                     "held_out": not held_in})
 
     def _predict(self, ids: list[int], images: list) -> None:
         if not images:
@@ -261,14 +265,16 @@ class FinetuneSegmenter(_FinetuneBase):
 
     def _train_round(self, class_ids: list[int]) -> int:
         ids = self.store.masked_ids("train")
-        if len(ids) == 0:
+        if len(ids) == 0:  # only validation masks so far: this model's scores are not held-out
             ids = self.store.masked_ids("val")
+            self._saw_val = True
         images, masks = self._pairs(self._sample(ids))
         if images:
             self.model.train_steps(images, masks, STEPS_PER_ROUND)
         return len(ids)
 
     def _record(self, version: int, class_ids: list[int], n_train: int) -> None:
+        held_in = getattr(self, "_saw_val", False)
         iou = metrics.IoUAccumulator(len(class_ids))
         for image_id in self.store.masked_ids("val")[:VAL_LIMIT].tolist():
             row = self.store.image(image_id)
@@ -280,8 +286,9 @@ class FinetuneSegmenter(_FinetuneBase):
             iou.add(positions, self.model.predict_mask(img))
         self.store.record_model(
             version, self.task, self.name, self.mode, int(len(self.store.masked_ids())),
-            val_miou=iou.mean(), metrics={"per_class_iou": iou.per_class(),
-                                          "class_ids": class_ids, "n_train": n_train})
+            val_miou=None if held_in else iou.mean(),
+            metrics={"per_class_iou": [] if held_in else iou.per_class(),
+                     "class_ids": class_ids, "n_train": n_train, "held_out": not held_in})
         if self._masks is None or self._masks.class_ids != class_ids:
             self._masks = StoredMasks(version, class_ids)
             self.publish(masks=self._masks)

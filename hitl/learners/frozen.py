@@ -147,11 +147,16 @@ class FrozenClassifier(_FrozenBase):
         val_ids, val_cls = self.store.labeled_pairs("val")
         index = {cid: i for i, cid in enumerate(class_ids)}
         x_train, y_train = _select(ids, feats, train_ids, train_cls, index)
-        if y_train.size == 0:  # only validation labels so far: train on them rather than idle
+        held_out = y_train.size > 0
+        if not held_out:  # only validation labels so far: train on them rather than idle
             x_train, y_train = _select(ids, feats, val_ids, val_cls, index)
         if y_train.size == 0:
             return
-        warm = self.head is not None and self.head.num_classes <= len(class_ids)
+        # a head that has seen validation labels is not warm-started: its score would not be
+        # held-out (getattr: learners made before this attribute existed)
+        warm = self.head is not None and self.head.num_classes <= len(class_ids) \
+            and not (held_out and getattr(self, "_saw_val", False))
+        self._saw_val = not held_out
         self.head = heads.train_linear_head(
             x_train, y_train, len(class_ids), previous=self.head if warm else None,
             steps=WARM_STEPS if warm else HEAD_STEPS)
@@ -163,10 +168,11 @@ class FrozenClassifier(_FrozenBase):
         n_labels = int(len(self.store.labeled_pairs()[0]))
         self.store.record_model(
             version, self.task, self.settings.backbone, self.mode, n_labels,
-            val_accuracy=metrics.accuracy(y_val, val_pred),
-            metrics={"confusion": metrics.confusion(y_val, val_pred, len(class_ids)),
+            val_accuracy=metrics.accuracy(y_val, val_pred) if held_out else None,
+            metrics={"confusion": metrics.confusion(y_val, val_pred, len(class_ids))
+                     if held_out else None,
                      "class_ids": class_ids, "n_train": int(y_train.size),
-                     "n_val": int(y_val.size)})
+                     "n_val": int(y_val.size), "held_out": held_out})
         self._trained(version, start, f"on {y_train.size} labels")
 
     def _predict_ids(self, batch: np.ndarray) -> None:
@@ -292,7 +298,8 @@ class FrozenSegmenter(_FrozenBase):
         to_positions = self.mask_values.to_positions
         k = len(class_ids)
         train_ids = self.store.masked_ids("train")
-        if train_ids.size == 0:
+        held_out = train_ids.size > 0
+        if not held_out:  # only validation masks so far: train on them, score nothing
             train_ids = self.store.masked_ids("val")
         grids, targets, weights = [], [], []
         for image_id in train_ids.tolist():
@@ -305,7 +312,9 @@ class FrozenSegmenter(_FrozenBase):
             weights.append(w)
         if not grids or not any(w.any() for w in weights):
             return
-        warm = self.head is not None and self.head.num_classes <= k
+        warm = self.head is not None and self.head.num_classes <= k \
+            and not (held_out and getattr(self, "_saw_val", False))
+        self._saw_val = not held_out
         self.head = heads.train_seg_head(grids, targets, weights, k,
                                          previous=self.head if warm else None,
                                          steps=WARM_STEPS if warm else HEAD_STEPS)
@@ -319,9 +328,9 @@ class FrozenSegmenter(_FrozenBase):
             iou.add(to_positions(mask), predicted)
         self.store.record_model(
             version, self.task, self.settings.backbone, self.mode,
-            int(len(self.store.masked_ids())), val_miou=iou.mean(),
-            metrics={"per_class_iou": iou.per_class(), "class_ids": class_ids,
-                     "n_train": len(grids)})
+            int(len(self.store.masked_ids())), val_miou=iou.mean() if held_out else None,
+            metrics={"per_class_iou": iou.per_class() if held_out else [],
+                     "class_ids": class_ids, "n_train": len(grids), "held_out": held_out})
         self._summary_cursor = 0
         self._masks = HeadMasks(version, class_ids, self.head, self.cache,
                                 wanted=self._masks.take_wanted() if self._masks else ())

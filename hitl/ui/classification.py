@@ -69,7 +69,7 @@ def build(service: Service) -> dict:
                                     label="Live accuracy over the last N labels")
             with gr.Row():
                 curve = gr.LinePlot(x="labels", y="score", title="Validation accuracy",
-                                    height=220, y_lim=[0, 1])
+                                    height=220, y_lim=[0, 1], x_axis_format="d")
                 confusion = gr.Dataframe(label="Confusion (validation; rows = truth)",
                                          interactive=False)
 
@@ -87,6 +87,14 @@ def build(service: Service) -> dict:
     return {"refresh": (refresh, [live_window], [stats_md, curve, confusion])}
 
 
+def held_out(score: float | None, model_version: int | None) -> str:
+    """A validation score, or why there is none: a model trained only on validation-split
+    labels (the first few, by their ids' hash) would be scored on what it learned from."""
+    if score is not None:
+        return f"{score:.1%}"
+    return "— (no held-out labels yet)" if model_version else "—"
+
+
 def _pct(value) -> str:
     return "—" if value is None else f"{value:.1%}"
 
@@ -99,7 +107,8 @@ def stats_markdown(stats: dict) -> str:
         + (f" · **unreadable** {stats['unreadable']}" if stats["unreadable"] else ""),
         f"**Per class** {per_class}",
         f"**Live accuracy** {_pct(stats['live_accuracy'])} (over {stats['live_counted']} "
-        f"labels with a prediction) · **validation accuracy** {_pct(stats['val_accuracy'])}",
+        f"labels with a prediction) · **validation accuracy** "
+        f"{held_out(stats['val_accuracy'], stats.get('model_version'))}",
         trainer_line(t),
     ]
     if catalog_line(stats):

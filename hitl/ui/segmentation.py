@@ -22,7 +22,7 @@ from hitl.stats import learning_curve, segmentation_stats
 from hitl.store import StoreError
 from hitl.strategies import SEGMENTATION_STRATEGIES
 from hitl.ui import board
-from hitl.ui.classification import catalog_line, trainer_line
+from hitl.ui.classification import catalog_line, held_out, trainer_line
 from hitl.ui.common import data_url, display_image
 
 TASK = "segmentation"
@@ -170,7 +170,7 @@ def build(service: Service) -> dict:
             stats_md = gr.Markdown(elem_id="seg-stats")
             with gr.Row():
                 curve = gr.LinePlot(x="labels", y="score", title="Validation mIoU", height=220,
-                                    y_lim=[0, 1])
+                                    y_lim=[0, 1], x_axis_format="d")
                 iou_table = gr.Dataframe(label="Per-class IoU (validation)", interactive=False)
 
     def refresh():
@@ -179,7 +179,7 @@ def build(service: Service) -> dict:
         iou = pd.DataFrame({"class": list(stats["per_class_iou"]),
                             "IoU": [None if v is None else round(v, 3)
                                     for v in stats["per_class_iou"].values()]})
-        miou = "—" if stats["val_miou"] is None else f"{stats['val_miou']:.1%}"
+        miou = held_out(stats["val_miou"], stats.get("model_version"))
         text = (catalog_line(stats) + "  \n" if catalog_line(stats) else "") + (
                 f"**Masks** {stats['labeled']} / {stats['readable']} · **skipped** "
                 f"{stats['skips']} · **validation mIoU** {miou}  \n"
