@@ -72,6 +72,7 @@ def build_app(session: Session, access: Access | None = None) -> gr.Blocks:
             tab.select(lambda: (gr.Timer(active=True), gr.Timer(active=False)), None,
                        [timer, seg_timer], **private)
         classes_tab.select(*cm["refresh"], **private)
+        sess_tab.select(*st["refresh"], **private)
         cls_tab.select(*cls["refresh"], **private)
 
         def leave(request: gr.Request):

@@ -39,20 +39,24 @@ def build(service: Service) -> dict:
             cancel_btn = gr.Button("Cancel", elem_id="class-remove-cancel")
     message = gr.Markdown(elem_id="class-message")
 
-    def current(caller, text: str | None = None):
+    def current(caller, text: str | None = None, selected: str | None = None):
         names = [c["name"] for c in service.classes(caller).get("classes", [])]
-        return (class_table(service, caller), gr.Dropdown(choices=names, value=None),
+        return (class_table(service, caller),
+                gr.Dropdown(choices=names, value=selected if selected in names else None),
                 note_text(text), gr.Row(visible=False))
 
-    def guarded(action, n_inputs: int = 1):
-        """Run one Service action; a refusal shows its message and changes nothing."""
+    def guarded(action, n_inputs: int = 1, keep_selection: bool = True):
+        """Run one Service action; a refusal shows its message and changes nothing. After it
+        the class acted on stays selected and the typed names are cleared."""
         def run(*args, request: gr.Request = None):
             caller = service.caller_of(request)
             result = action(caller, *args)
             if not result["ok"]:
                 return (class_table(service, caller), gr.update(), note_text(result["error"]),
-                        gr.Row(visible=False))
-            return current(caller, result.get("message"))
+                        gr.Row(visible=False), gr.update(), gr.update())
+            selected = (result.get("name") or (args[0] if args else None)) \
+                if keep_selection else None
+            return (*current(caller, result.get("message"), selected), "", "")
         return with_request(run, n_inputs)
 
     def ask_remove(name, request: gr.Request = None):
@@ -61,7 +65,7 @@ def build(service: Service) -> dict:
             return gr.Row(visible=False), "", note_text(result["error"])
         return gr.Row(visible=True), note_text(result["message"]), ""
 
-    outs = [table, chosen, message, confirm_row]
+    outs = [table, chosen, message, confirm_row, new_name, rename_to]
     private = dict(api_visibility="private")
     add_btn.click(guarded(service.add_class), [new_name], outs, **private)
     new_name.submit(guarded(service.add_class), [new_name], outs, **private)
@@ -71,7 +75,8 @@ def build(service: Service) -> dict:
     down_btn.click(guarded(lambda c, name: service.move_class(c, name, +1)), [chosen], outs,
                    **private)
     remove_btn.click(ask_remove, [chosen], [confirm_row, confirm_md, message], **private)
-    confirm_btn.click(guarded(service.remove_class), [chosen], outs, **private)
+    confirm_btn.click(guarded(service.remove_class, keep_selection=False), [chosen], outs,
+                      **private)
     cancel_btn.click(lambda: gr.Row(visible=False), None, [confirm_row], **private)
 
     def refresh(request: gr.Request = None):

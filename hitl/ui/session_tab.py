@@ -7,6 +7,7 @@ import gradio as gr
 from hitl.export import FORMATS
 from hitl.service import Service
 from hitl.settings import BACKBONE_PRESETS
+from hitl.tasks import get_task
 from hitl.ui.common import note_text, with_request
 
 
@@ -21,7 +22,7 @@ def build(service: Service) -> dict:
         with gr.Row():
             backbone = gr.Dropdown(list(BACKBONE_PRESETS) + [s.backbone], value=s.backbone,
                                    allow_custom_value=True, label="Backbone (preset or any timm "
-                                   "name)", elem_id="backbone")
+                                   "name)", elem_id="backbone", scale=2, min_width=340)
             mode = gr.Radio(["frozen", "finetune"], value=s.mode, label="Mode")
             finetune_model = gr.Textbox(s.finetune_model, label="Fine-tune model (timm name)")
             long_side = gr.Number(s.seg_long_side, precision=0, minimum=64, maximum=2048,
@@ -70,8 +71,13 @@ def build(service: Service) -> dict:
     reset_btn.click(lambda: gr.Row(visible=True), None, confirm_row, api_visibility="private")
     cancel_btn.click(lambda: gr.Row(visible=False), None, confirm_row, api_visibility="private")
     confirm_btn.click(reset, None, [confirm_row, reset_md], api_visibility="private")
-    def refresh(request: gr.Request = None):
-        """Admin controls are shown to admins only (the Service refuses them anyway)."""
+    def refresh(chosen: str | None = None, request: gr.Request = None):
+        """Admin controls are shown to admins only (the Service refuses them anyway); only
+        the export formats that hold the session's task's labels are offered."""
         admin = service.caller_of(request).is_admin
-        return gr.Column(visible=admin), gr.Markdown(visible=not admin)
-    return {"refresh": (refresh, [], [admin_controls, labeler_md])}
+        task = service.session.store.task()
+        offered = list(get_task(task).exports) if task else list(FORMATS)
+        return (gr.Column(visible=admin), gr.Markdown(visible=not admin),
+                gr.Dropdown(choices=offered,
+                            value=chosen if chosen in offered else offered[0]))
+    return {"refresh": (refresh, [fmt], [admin_controls, labeler_md, fmt])}
