@@ -340,24 +340,38 @@ class Service(ReviewService):
                 raise Refused(f"Image {image_id} was labeled by {owner}; only they or an "
                               "admin can change it.")
 
+    def _may_annotate(self, caller: Caller, image_id: int, revision: int | None, task: str):
+        """The image's row, once the caller may annotate it for `task` now: what they saw is
+        current, the session's task is `task`, the image exists and is theirs to change."""
+        check_seen(self.store, caller.name, image_id, revision)
+        self._require_task(task, caller.name)
+        row = self.store.image(int(image_id))
+        if row is None:
+            raise StoreError(f"There is no image with id {image_id}.")
+        self._may_change(caller, [image_id])
+        return row
+
+    def _label_class(self, caller: Caller, image_id: int, label: str, revision: int | None):
+        """The class a label names, once the caller may label this image now."""
+        self._may_annotate(caller, image_id, revision, "classification")
+        cls = self.store.class_by_name(str(label))
+        if cls is None:
+            raise StoreError(f"There is no class named {one_line(label, 80)!r}.")
+        return cls
+
+    def _shown(self, image_id: int) -> dict:
+        """The prediction the labeler saw, kept with the label for live accuracy."""
+        pred = self.store.prediction(int(image_id))
+        return {"shown_class_id": None if pred is None else pred[0],
+                "shown_model_version": None if pred is None else pred[2]}
+
     @answer
     def annotate(self, caller: Caller, image_id: int, label: str,
                  revision: int | None = None) -> dict:
         """Label one image with a class name; the prediction shown is kept for live accuracy.
         A page sends the class-list revision its buttons were drawn from: stale is refused."""
-        user = caller.name
-        check_seen(self.store, user, image_id, revision)
-        self._require_task("classification", user)
-        cls = self.store.class_by_name(str(label))
-        if cls is None:
-            raise StoreError(f"There is no class named {one_line(label, 80)!r}.")
-        if self.store.image(int(image_id)) is None:
-            raise StoreError(f"There is no image with id {image_id}.")
-        self._may_change(caller, [image_id])
-        pred = self.store.prediction(int(image_id))
-        self.store.set_label(int(image_id), cls.id, user,
-                             shown_class_id=None if pred is None else pred[0],
-                             shown_model_version=None if pred is None else pred[2])
+        cls = self._label_class(caller, image_id, label, revision)
+        self.store.set_label(int(image_id), cls.id, caller.name, **self._shown(image_id))
         return {"ok": True, "image_id": int(image_id), "label": cls.name}
 
     @answer
@@ -366,14 +380,7 @@ class Service(ReviewService):
         """Label one image and return the next one: the label and the next image's lease are
         one transaction where the strategy's order does not depend on the label just made."""
         user = caller.name
-        check_seen(self.store, user, image_id, revision)
-        self._require_task("classification", user)
-        cls = self.store.class_by_name(str(label))
-        if cls is None:
-            raise StoreError(f"There is no class named {one_line(label, 80)!r}.")
-        if self.store.image(int(image_id)) is None:
-            raise StoreError(f"There is no image with id {image_id}.")
-        self._may_change(caller, [image_id])
+        cls = self._label_class(caller, image_id, label, revision)
         task = get_task("classification")
         if strategy not in task.strategies:
             raise StoreError(f"Unknown strategy {strategy!r}; choose one of: "
@@ -382,10 +389,7 @@ class Service(ReviewService):
         if strategy not in ("minority", "last class"):  # these change with the label itself
             ordered, _ = self._fast_order(strategy, class_name, self.store.open_index(user), user)
             ordered = ordered[ordered != int(image_id)]
-        pred = self.store.prediction(int(image_id))
-        leased = self.store.set_label(int(image_id), cls.id, user,
-                                      shown_class_id=None if pred is None else pred[0],
-                                      shown_model_version=None if pred is None else pred[2],
+        leased = self.store.set_label(int(image_id), cls.id, user, **self._shown(image_id),
                                       then_lease=ordered,
                                       lease_seconds=self.session.settings.lease_seconds)
         following = (self._view(leased, "classification", strategy=strategy) if leased is not None
@@ -397,18 +401,12 @@ class Service(ReviewService):
                            revision: int | None = None) -> dict:
         """Save a mask whose pixels hold class positions (1-based, 0 = unlabeled); a page
         sends the class-list revision its brush colours came from: stale is refused."""
-        user = caller.name
-        check_seen(self.store, user, image_id, revision)
-        self._require_task("segmentation", user)
-        row = self.store.image(int(image_id))
-        if row is None:
-            raise StoreError(f"There is no image with id {image_id}.")
-        self._may_change(caller, [image_id])
+        row = self._may_annotate(caller, image_id, revision, "segmentation")
         positions = np.asarray(positions)
         if positions.shape != (row.height, row.width):
             raise StoreError(f"The mask is {positions.shape[1]}x{positions.shape[0]} but the "
                              f"image is {row.width}x{row.height}.")
-        pixels = self.store.set_mask_positions(int(image_id), positions, user)
+        pixels = self.store.set_mask_positions(int(image_id), positions, caller.name)
         return {"ok": True, "image_id": int(image_id), "labeled_pixels": pixels}
 
     @answer
