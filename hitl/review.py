@@ -256,7 +256,7 @@ class Review:
         if not hasattr(cache, "get_patches"):
             raise StoreError("No cached features yet.")
         wanted = self.store.readable_image_ids()
-        key = str(getattr(cache, "dir", ""))
+        key = f"{id(self.store)}:{getattr(cache, 'dir', '')}"  # a reset session reuses the dir
         self.pool_pending = 0
         if self._pooled is None or self._pooled[0] != key:
             self._pooled = (key, np.zeros(0, np.int64), np.zeros((0, 0), np.float32))
