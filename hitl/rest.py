@@ -16,6 +16,7 @@ import ipaddress
 import os
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -301,19 +302,14 @@ def suspects(n: int = Query(24, ge=1, le=500), ctx: Ctx = Depends(context)) -> d
     return answer(ctx.service.suspects(ctx.caller, n))
 
 
-@router.post("/suspects/{image_id}/keep", summary="Keep a suspect's label as it is")
-def keep_suspect(image_id: int, seen_label: str | None = None,
-                 ctx: Ctx = Depends(context)) -> dict:
+@router.post("/suspects/{image_id}/{verdict}", summary="keep: leave a suspect's label as it "
+             "is; remove: take its label or mask away (undoable; relabel with PUT "
+             "/images/{id}/label)")
+def judge_suspect(image_id: int, verdict: Literal["keep", "remove"],
+                  seen_label: str | None = None, ctx: Ctx = Depends(context)) -> dict:
     _image_row(ctx, image_id)
-    return answer(ctx.service.keep_suspect(ctx.caller, image_id, seen_label))
-
-
-@router.post("/suspects/{image_id}/remove", summary="Remove a suspect's label or mask "
-             "(undoable); relabel with PUT /images/{id}/label")
-def remove_suspect(image_id: int, seen_label: str | None = None,
-                   ctx: Ctx = Depends(context)) -> dict:
-    _image_row(ctx, image_id)
-    return answer(ctx.service.remove_suspect(ctx.caller, image_id, seen_label))
+    judge = {"keep": ctx.service.keep_suspect, "remove": ctx.service.remove_suspect}[verdict]
+    return answer(judge(ctx.caller, image_id, seen_label))
 
 
 @router.get("/images/{image_id}/similar", summary="The n unlabeled images nearest to this one "
