@@ -8,7 +8,11 @@ exceptions, so a client loop can go on.
 from __future__ import annotations
 
 import base64
+import functools
+import inspect
 import io
+import logging
+import typing
 
 import gradio as gr
 import numpy as np
@@ -16,6 +20,11 @@ from PIL import Image
 
 from hitl.service import Service, one_line
 from hitl.store import StoreError
+
+log = logging.getLogger(__name__)
+# Work per request is bounded: these endpoints decode or encode whole masks, or reset.
+CONCURRENCY = {"annotate_mask": 2, "predicted_mask": 2, "reset_session": 1, "stats": 4,
+               "predictions": 4, "suspects": 2, "similar": 2}
 
 
 class BadArgument(StoreError):
@@ -38,22 +47,81 @@ def _str(value, name: str, limit: int = 200, optional: bool = False) -> str | No
     return value
 
 
+MAX_LIST = 1000
+TEXT_LIMITS = {"mask_png": 90_000_000}  # base64 of the 64 MB PNG limit (hitl/service.py)
+
+
+def _check(value, hint, name: str):
+    """One argument against its type hint (int, float, bool, str, list[...], dict[str, str],
+    X | None): the value as the function gets it, or BadArgument naming the argument."""
+    args = typing.get_args(hint)
+    if type(None) in args:
+        if value is None:
+            return None
+        rest = [a for a in args if a is not type(None)]
+        hint = rest[0] if len(rest) == 1 else hint
+    origin = typing.get_origin(hint)
+    if hint is int:
+        return _int(value, name)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise BadArgument(f"{name} must be true or false, got {type(value).__name__}.")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BadArgument(f"{name} must be a number, got {type(value).__name__}.")
+        return float(value)
+    if hint is str:
+        return _str(value, name, TEXT_LIMITS.get(name, 200))
+    if origin is list:
+        if not isinstance(value, list) or len(value) > MAX_LIST:
+            raise BadArgument(f"{name} must be a list of at most {MAX_LIST} items.")
+        inner = typing.get_args(hint)[0]
+        return [_check(v, inner, f"{name}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict) or len(value) > MAX_LIST:
+            raise BadArgument(f"{name} must be an object of at most {MAX_LIST} entries.")
+        return {_str(k, f"{name} key"): _str(v, f"{name}[{k!s:.20}]") for k, v in value.items()}
+    return value
+
+
+def checked(fn):
+    """An API function whose arguments are checked against its type hints first; a wrong one
+    answers {ok: false, error} in one line, and so does anything unexpected (logged once,
+    without the input), never a traceback to the client or an echo of a huge input."""
+    hints = typing.get_type_hints(fn)
+    params = [p for p in inspect.signature(fn).parameters.values() if p.name != "request"]
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            bound = inspect.signature(fn).bind(*args, **kwargs)
+            for param in params:
+                if param.name in bound.arguments:
+                    bound.arguments[param.name] = _check(bound.arguments[param.name],
+                                                         hints.get(param.name), param.name)
+            return fn(*bound.args, **bound.kwargs)
+        except StoreError as exc:
+            return _error(exc)
+        except TypeError as exc:
+            return {"ok": False, "error": one_line(f"Wrong arguments: {exc}", 200)}
+        except Exception as exc:  # a bug: one log line, a one-line answer
+            log.error("api %s failed: %s: %s", fn.__name__, type(exc).__name__,
+                      one_line(str(exc), 200))
+            return {"ok": False, "error": f"{fn.__name__} failed ({type(exc).__name__}); "
+                                          "the server log has one line about it."}
+    return run
+
+
 def _error(exc: Exception) -> dict:
     return {"ok": False, "error": one_line(str(exc))}
 
 
-def _decode_mask(mask_png: str) -> np.ndarray:
+def _mask_bytes(mask_png: str) -> bytes:
     try:
-        data = base64.b64decode(mask_png, validate=True)
-        with Image.open(io.BytesIO(data)) as img:
-            if img.mode not in ("L", "P"):
-                raise StoreError(f"mask_png must be an 8-bit single-channel PNG, got mode "
-                                 f"{img.mode}.")
-            return np.array(img, dtype=np.uint8)
-    except StoreError:
-        raise
-    except Exception as exc:
-        raise StoreError(f"mask_png is not a base64 PNG ({type(exc).__name__}).") from exc
+        return base64.b64decode(mask_png, validate=True)
+    except (ValueError, TypeError) as exc:
+        raise BadArgument("mask_png is not base64 text.") from exc
 
 
 def encode_mask(mask: np.ndarray) -> str:
@@ -92,8 +160,8 @@ def register(service: Service) -> None:
         try:
             caller = service.caller_of(request)
             image_id = _int(image_id, "image_id")
-            return service.annotate_positions(caller, image_id,
-                                              _decode_mask(_str(mask_png, "mask_png", 2**26)))
+            return service.annotate_mask_png(
+                caller, image_id, _mask_bytes(_str(mask_png, "mask_png", 90_000_000)))
         except StoreError as exc:
             return _error(exc)
 
@@ -149,7 +217,8 @@ def register(service: Service) -> None:
 
     for fn in (next_image, annotate, annotate_mask, predicted_mask, skip, undo, stats,
                predictions, reset_session, classes_list):
-        gr.api(fn, api_name=fn.__name__.removesuffix("_list"), concurrency_limit=None)
+        name = fn.__name__.removesuffix("_list")
+        gr.api(checked(fn), api_name=name, concurrency_limit=CONCURRENCY.get(name))
     register_review(service, service.caller_of)
 
 
@@ -192,4 +261,5 @@ def register_review(service, caller_of) -> None:
         return service.similar(caller_of(request), image_id, n)
 
     for fn in (review_batch, accept_batch, suspects, keep_suspect, remove_suspect, similar):
-        gr.api(fn, api_name=fn.__name__, concurrency_limit=None)
+        gr.api(checked(fn), api_name=fn.__name__,
+               concurrency_limit=CONCURRENCY.get(fn.__name__))

@@ -215,19 +215,9 @@ def put_label(image_id: int, body: LabelBody, ctx: Ctx = Depends(context)) -> di
 async def put_mask(image_id: int, request: Request, ctx: Ctx = Depends(context)) -> dict:
     _image_row(ctx, image_id)
     body = await request.body()
-    try:
-        with Image.open(io.BytesIO(body)) as img:
-            if img.mode not in ("L", "P"):
-                raise ApiError(400, f"The mask must be an 8-bit single-channel PNG, got mode "
-                                    f"{img.mode}.")
-            positions = np.array(img, dtype=np.uint8)
-    except ApiError:
-        raise
-    except Exception as exc:
-        raise ApiError(400, f"The body is not a PNG image ({type(exc).__name__}).") from exc
     from starlette.concurrency import run_in_threadpool
-    return answer(await run_in_threadpool(ctx.service.annotate_mask, ctx.caller, image_id,
-                                          positions))
+    return answer(await run_in_threadpool(ctx.service.annotate_mask_png, ctx.caller, image_id,
+                                          body))
 
 
 @router.post("/images/{image_id}/skip", summary="Skip an image (strategies pass over it)")

@@ -73,6 +73,9 @@ class Service:
     def annotate_mask(self, caller: Caller, image_id: int, positions: np.ndarray) -> dict:
         return self.service.annotate_positions(caller, image_id, positions)
 
+    def annotate_mask_png(self, caller: Caller, image_id: int, data: bytes) -> dict:
+        return self.service.annotate_mask_png(caller, image_id, data)
+
     def skip(self, caller: Caller, image_id: int) -> dict:
         return self.service.skip(caller, image_id)
 

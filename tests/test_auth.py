@@ -213,3 +213,24 @@ def test_roles_from_pairs_and_file():
     legacy = [("x", "h", None), ("y", "h", None)]  # a file written before roles existed
     assert auth.users_and_roles([("z", "1")], legacy) == {
         "x": "admin", "y": "labeler", "z": "labeler"}
+
+
+def test_too_many_failures_block_a_user_even_with_the_right_password():
+    checker = Authenticator([("ann", "right"), ("bob", "pw")])
+    assert checker("ann", "right")
+    for _ in range(auth.LOGIN_FAILURES_PER_USER):
+        assert not checker("ann", "wrong")
+    assert not checker("ann", "right")  # throttled
+    assert checker("bob", "pw")  # others are not
+    assert not checker("nobody", "x")  # an unknown user is checked like a known one
+
+
+def test_failed_logins_from_one_address_are_throttled(app_factory):
+    import httpx
+    app = app_factory(auth=[("ann", "pw1")], train=False, demo_count=6)
+    with httpx.Client(base_url=app.url, timeout=60) as http:
+        codes = [http.post("login", data={"username": f"guess{i}", "password": "x"}).status_code
+                 for i in range(auth.LOGIN_FAILURES_PER_ADDRESS)]
+        assert set(codes) == {400}
+        refused = http.post("login", data={"username": "ann", "password": "pw1"})
+        assert refused.status_code == 429 and "Too many failed logins" in refused.text

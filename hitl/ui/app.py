@@ -8,7 +8,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from hitl import api
-from hitl.auth import BROWSER_ID_JS, Access, Authenticator
+from hitl.auth import BROWSER_ID_JS, Access, Authenticator, LoginThrottle
 from hitl.raw_calls import ForgetRawCalls
 from hitl.rest import PREFIX as REST_PREFIX
 from hitl.rest import Gate, build_api, gradio_cookie_user
@@ -89,10 +89,12 @@ def launch(demo: gr.Blocks, session: Session, auth=None, tokens: TokenChecker | 
     settings = session.settings
     if auth is None:
         auth = Authenticator.from_settings(settings) or None
+    if isinstance(auth, Authenticator):
+        auth = auth.check
     demo.queue(default_concurrency_limit=8)
     rest = settings.rest if rest is None else rest
     app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
-    app_kwargs["middleware"] = [Middleware(ForgetRawCalls, blocks=demo),
+    app_kwargs["middleware"] = [Middleware(ForgetRawCalls, blocks=demo), Middleware(LoginThrottle),
                                 *(app_kwargs.get("middleware") or [])]
     if rest:
         gate = Gate(logins=bool(auth), tokens=tokens, allow_anonymous=settings.allow_anonymous,
