@@ -5,6 +5,7 @@ import logging
 import shutil
 import sys
 import threading
+import uuid
 from datetime import datetime
 from pathlib import Path
 
@@ -35,6 +36,7 @@ class Session:
         s = self.settings
         s.session_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(s.db_path, val_every=s.val_every)
+        self.epoch = uuid.uuid4().hex  # open pages see a reset as a new epoch (hitl/ui/board.py)
         self.is_demo = not s.images and not s.imports and (
             self.store.image_count() == 0 or self.store.get_setting("demo") == "1")
         self.catalog = CatalogProgress()

@@ -221,6 +221,24 @@ def test_stale_class_list_is_refused_and_redrawn(driver, app_factory):
     wait_for(lambda: store.label_of(first) == ids[1], timeout=WAIT)
 
 
+def test_a_reset_reaches_the_open_page(driver, app_factory):
+    """After a reset (from any page) the open page drops what it held within a tick: it
+    shows an image of the fresh session, and its next key labels there."""
+    app = app_factory(task="classification")
+    session = app.session
+    driver.get(app.url)
+    wait_title(driver, "cls-title", lambda i: True, "the first image never showed")
+    WebDriverWait(driver, WAIT).until(lambda d: settled(d))
+    before = driver.execute_script("return window.hitlBoard.state.epoch;")
+    shown = len(displayed(driver))
+    session.reset()
+    WebDriverWait(driver, WAIT).until(lambda d: d.execute_script(
+        "return window.hitlBoard.state.epoch;") != before)
+    WebDriverWait(driver, WAIT).until(lambda d: settled(d) and len(displayed(d)) > shown)
+    press(driver, "1")
+    wait_for(lambda: label_count(session.store) == 1, timeout=WAIT)
+
+
 def test_first_launch_demo_shows_class_buttons(driver, app_factory):
     """The demo without --task: class buttons at once, before anything locks the task."""
     app = app_factory()

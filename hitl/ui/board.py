@@ -77,7 +77,7 @@ def functions(service: Service, task: str, prefix: str, item: Callable[[dict, ob
             for image_id in (data.get("held") or [])[:MAX_HELD]:
                 service.keep_lease(caller, int(image_id))
         store = session.store
-        return {"rev": store.class_revision, "epoch": id(store), "message": message or "",
+        return {"rev": store.class_revision, "epoch": session.epoch, "message": message or "",
                 "classes": [{"name": c.name, "colour": c.colour} for c in store.classes()]}
 
     @fn("take")
