@@ -369,18 +369,15 @@ class Store:
         page asks this on every key press)."""
         rows = self._rows(
             "SELECT i.id, i.path, i.filename, i.width, i.height, i.readable, i.error, i.split, "
-            "l.class_id, s.image_id IS NOT NULL, m.image_id IS NOT NULL, "
-            "p.class_id, p.probability, p.model_version FROM images i "
+            "l.class_id, s.image_id IS NOT NULL, m.image_id IS NOT NULL FROM images i "
             "LEFT JOIN labels l ON l.image_id = i.id LEFT JOIN skips s ON s.image_id = i.id "
             "LEFT JOIN (SELECT image_id FROM masks WHERE image_id = $id) m ON m.image_id = i.id "
-            "LEFT JOIN (SELECT * FROM predictions WHERE image_id = $id LIMIT 1) p "
-            "ON p.image_id = i.id WHERE i.id = $id", {"id": int(image_id)})
+            "WHERE i.id = $id", {"id": int(image_id)})
         if not rows:
             return None
         r = rows[0]
         return {"row": ImageRow(*r[:8]), "label": r[8], "skipped": bool(r[9]),
-                "has_mask": bool(r[10]),
-                "prediction": None if r[11] is None else (r[11], float(r[12]), int(r[13]))}
+                "has_mask": bool(r[10]), "prediction": self.prediction(int(image_id))}
 
     def images_by_ids(self, ids: Iterable[int]) -> list[ImageRow]:
         ids = [int(i) for i in ids]
@@ -925,11 +922,13 @@ class Store:
         cache = self._pred_cache
         if cache is None:
             res = self._cursor().execute(
-                "SELECT image_id, class_id, probability, margin, entropy FROM predictions "
+                "SELECT image_id, class_id, probability, margin, entropy, model_version "
+                "FROM predictions "
                 "ORDER BY image_id").fetchnumpy()
             cache = {"image_id": np.asarray(res["image_id"], dtype=np.int64)}
             for name in ("class_id", "probability", "margin", "entropy"):
                 cache[name] = np.asarray(res[name], dtype=np.float64)
+            cache["model_version"] = np.asarray(res["model_version"], dtype=np.int64)
             self._pred_cache = cache
         return cache
 
@@ -1036,10 +1035,15 @@ class Store:
                       "image_id, model_version, entropy, fractions::FLOAT[]", replace_all)
 
     def prediction(self, image_id: int) -> tuple[int, float, int] | None:
-        """(class id, probability, model version) of one image's current prediction."""
-        rows = self._rows("SELECT class_id, probability, model_version FROM predictions "
-                          "WHERE image_id = ? LIMIT 1", [image_id])
-        return rows[0] if rows else None
+        """(class id, probability, model version) of one image's current prediction, from the
+        in-memory copy (the table has no index: a lookup there scans every prediction)."""
+        cache = self._predictions_cache()
+        known = cache["image_id"]
+        i = int(np.searchsorted(known, int(image_id)))
+        if i >= len(known) or known[i] != int(image_id):
+            return None
+        return (int(cache["class_id"][i]), float(cache["probability"][i]),
+                int(cache["model_version"][i]))
 
     def predictions_frame(self, limit: int | None = None) -> pd.DataFrame:
         sql = ("SELECT p.image_id, i.filename, c.name AS label, p.probability, p.margin, "
