@@ -72,6 +72,13 @@ def build_parser() -> OneLineParser:
     add("--allow-anonymous", action="store_true", default=None,
         help="allow --share without a login (anyone with the link can label) "
              "[HITL_ALLOW_ANONYMOUS]")
+    add("--hf-users", nargs="+", action="extend", metavar="NAME",
+        help="sign in with Hugging Face (a Space with hf_oauth: true): these accounts label "
+             "[HITL_HF_USERS, comma-separated]")
+    add("--hf-orgs", nargs="+", action="extend", metavar="ORG",
+        help="... and the members of these organisations [HITL_HF_ORGS, comma-separated]")
+    add("--hf-admins", nargs="+", action="extend", metavar="NAME",
+        help="... and these accounts administer [HITL_HF_ADMINS, comma-separated]")
     add("--no-rest", dest="rest", action="store_false", default=None,
         help="no REST API under /api/v1 (the page and Gradio's API stay) [HITL_REST=0]")
     add("--device", choices=DEVICES, help="where to train: auto picks cuda, then mps, then "
@@ -100,7 +107,7 @@ def build_parser() -> OneLineParser:
     return p
 
 
-ENV_LISTS = {"images", "imports", "auth"}
+ENV_LISTS = {"images", "imports", "auth", "hf_users", "hf_orgs", "hf_admins"}
 ENV_NAMES = {"train": "HITL_TRAIN", "pretrained": "HITL_PRETRAINED", "imports": "HITL_IMPORT",
              "rest": "HITL_REST"}
 
@@ -160,6 +167,9 @@ def parse_settings(argv: Sequence[str] | None = None,
         value = getattr(args, key)
         if value is not None:
             setattr(s, key, value)
+    for key in ("hf_users", "hf_orgs", "hf_admins"):
+        setattr(s, key, [n.strip() for v in getattr(args, key) or [] for n in v.split(",")
+                         if n.strip()])
     if s.auth_file is not None:
         try:
             users = read_auth_file(s.auth_file)
@@ -168,7 +178,11 @@ def parse_settings(argv: Sequence[str] | None = None,
         if not users:  # an auth file without users must never mean "no login"
             parser.error(f"argument --auth-file: {s.auth_file} has no users; add one with "
                          f"'python -m hitl adduser --auth-file {s.auth_file} NAME'")
-    if s.share and not (s.auth or s.auth_file) and not s.allow_anonymous:
+    hf = s.hf_users or s.hf_orgs or s.hf_admins
+    if hf and (s.auth or s.auth_file):
+        parser.error("argument --hf-users/--hf-orgs/--hf-admins: choose either Hugging Face "
+                     "sign-in or --auth/--auth-file, not both")
+    if s.share and not (s.auth or s.auth_file or hf) and not s.allow_anonymous:
         parser.error("argument --share: a share link is public, so it needs --auth USER:PASS "
                      "or --auth-file FILE (or --allow-anonymous to allow anyone)")
     _check_rest_exposure(s, parser, env)
@@ -183,7 +197,8 @@ def _check_rest_exposure(s: Settings, parser: OneLineParser, env: Mapping[str, s
     """Without logins the REST API answers local clients only: listening on every interface
     with it is refused unless --allow-anonymous (on a Space, where nobody can pass a flag,
     the REST API is turned off with a warning instead)."""
-    if not s.rest or s.auth or s.auth_file or s.allow_anonymous or s.host in LOCAL_HOSTS:
+    if not s.rest or s.auth or s.auth_file or s.allow_anonymous or s.host in LOCAL_HOSTS \
+            or s.hf_users or s.hf_orgs or s.hf_admins:
         return
     if env.get("SPACE_ID"):
         s.rest = False

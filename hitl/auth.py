@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import collections
 import functools
 import getpass
 import hashlib
@@ -20,6 +21,8 @@ import hmac
 import re
 import secrets
 import sys
+import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -217,14 +220,11 @@ class Throttle:
     blocked until its oldest failure is `window_s` old."""
 
     def __init__(self, limit: int, window_s: float):
-        import collections
-        import threading
         self.limit, self.window_s = limit, window_s
         self._failures: dict[str, collections.deque] = collections.defaultdict(collections.deque)
         self._lock = threading.Lock()
 
     def _recent(self, key: str):
-        import time
         times = self._failures[key]
         while times and time.monotonic() - times[0] > self.window_s:
             times.popleft()
@@ -235,7 +235,6 @@ class Throttle:
             return len(self._recent(key)) >= self.limit
 
     def failed(self, key: str) -> None:
-        import time
         with self._lock:
             times = self._recent(key)
             times.append(time.monotonic())
@@ -415,6 +414,30 @@ def users_and_roles(pairs: Iterable[tuple] = (), entries: Iterable[tuple] = ()) 
     return {name: role or "labeler" for name, role in roles.items()}
 
 
+GUEST = "guest"  # signed in with an account the owner did not list, or not signed in
+
+
+class HuggingFaceAccess:
+    """Sign in with Hugging Face (gr.LoginButton on a Space with hf_oauth: true): listed
+    accounts and members of listed organisations label, listed admins administer; anyone
+    else is a guest who can do nothing."""
+
+    def __init__(self, users=(), orgs=(), admins=()):
+        self.users, self.orgs, self.admins = set(users), set(orgs), set(admins)
+
+    @classmethod
+    def from_settings(cls, settings) -> HuggingFaceAccess | None:
+        lists = [getattr(settings, k, None) or [] for k in ("hf_users", "hf_orgs", "hf_admins")]
+        return cls(*lists) if any(lists) else None
+
+    def role_of(self, name: str, orgs=()) -> str:
+        if name in self.admins:
+            return "admin"
+        if name in self.users or self.orgs & set(orgs):
+            return "labeler"
+        return GUEST
+
+
 class Access:
     """Who may do what: the role of each login, and of a caller without one.
 
@@ -425,18 +448,46 @@ class Access:
         self.roles = dict(roles or {})
         self.anonymous_role = anonymous_role
 
+    hf: HuggingFaceAccess | None = None
+
     @classmethod
     def from_settings(cls, settings) -> Access:
+        hf = HuggingFaceAccess.from_settings(settings)
+        if hf is not None:
+            access = cls({}, GUEST)
+            access.hf = hf
+            return access
         entries = _read_entries(settings.auth_file) if settings.auth_file else []
         roles = users_and_roles(settings.auth, entries)
         anonymous = "labeler" if roles or settings.share else "admin"
         return cls(roles, anonymous)
+
+    def signed_in(self, request) -> tuple[str, str] | None:
+        """(name, role) of a Hugging Face sign-in carried by the request, else None."""
+        if self.hf is None:
+            return None
+        underlying = getattr(request, "request", None) or request  # a gr.Request wraps it
+        scope = getattr(underlying, "scope", None)  # the session lives in scope["session"]
+        session = scope.get("session") if isinstance(scope, dict) else \
+            getattr(underlying, "session", None)
+        info = (session or {}).get("oauth_info") or {}
+        if (info.get("expires_at") or float("inf")) < time.time():
+            return None
+        user = info.get("userinfo") or {}
+        name = user.get("preferred_username")
+        if not name:
+            return None
+        orgs = [o.get("preferred_username") or o.get("name") for o in user.get("orgs") or []
+                if isinstance(o, dict)]
+        return name, self.hf.role_of(name, orgs)
 
     @property
     def logins(self) -> bool:
         return bool(self.roles)
 
     def role_of(self, name: str) -> str:
+        if self.hf is not None:
+            return self.hf.role_of(name)
         if self.roles:
             return self.roles.get(name, "labeler")
         return self.anonymous_role

@@ -6,6 +6,7 @@ that later fails to decode is marked unreadable by whoever tries.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ import pandas as pd
 from hitl.imaging import header_info
 from hitl.store import Store
 
+log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 GLOB_CHARS = set("*?[")
 
@@ -79,8 +81,12 @@ def _walk(directory: str) -> tuple[list[Path], int]:
         for name in sorted(names):
             if name.startswith("."):
                 continue
-            if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
-                found.append(Path(root) / name)
+            path = os.path.join(root, name)
+            if not os.path.isfile(path):  # a FIFO named x.jpg would hang the header read
+                log.warning("skipped %s: not a regular file (FIFO, socket or device)", path)
+                skipped += 1
+            elif os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
+                found.append(Path(path))
             else:
                 skipped += 1
     return found, skipped

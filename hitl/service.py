@@ -7,6 +7,7 @@ first, checks their role, validates its arguments and answers a plain dict —
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import shutil
 import tempfile
@@ -29,6 +30,7 @@ ADMIN, LABELER = "admin", "labeler"
 IMPORT_USER = "import"  # labels brought in by --import / python -m hitl import
 ROLES = (ADMIN, LABELER)
 RESET_COOLDOWN_S = 10.0
+EXPORT_KEEP_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ def answer(fn):
     def run(self, caller: Caller, *args, **kwargs) -> dict:
         if not isinstance(caller, Caller):
             return {"ok": False, "error": "No caller: every action needs to know who asks."}
+        if caller.role not in ROLES:
+            return {"ok": False, "error": f"{caller.name or 'You'} may not label here: sign in "
+                                          "with an account the owner has added."}
         try:
             result = fn(self, caller, *args, **kwargs)
         except StoreError as exc:
@@ -131,6 +136,8 @@ class Service(ReviewService):
         self.access = access or Access.from_settings(session.settings)
         self._reset_lock = threading.Lock()
         self._last_reset = 0.0
+        self._exports: list[Path] = []
+        atexit.register(self._prune_exports, 0)
 
     @property
     def store(self):
@@ -139,6 +146,9 @@ class Service(ReviewService):
     # ---- who ------------------------------------------------------------------------------
     def caller_of(self, request) -> Caller:
         """The edge: a Gradio request (or None in-process) -> the Caller and their role."""
+        signed_in = self.access.signed_in(request) if request is not None else None
+        if signed_in is not None:
+            return Caller(*signed_in)
         name = getattr(request, "username", None) if request is not None else None
         if not name:
             name = self.access.anonymous_name(request)
@@ -600,14 +610,31 @@ class Service(ReviewService):
         if fmt not in FORMATS:
             raise StoreError(f"Unknown export format {one_line(fmt, 40)!r}; choose one of: "
                              + ", ".join(FORMATS) + ".")
+        self._prune_exports()
         workdir = Path(tempfile.mkdtemp(prefix="hitl-export-"))
+        self._exports.append(workdir)
         try:
             path = export_archive(self.store, fmt, workdir,
                                   model_state=self.session.trainer.model_state())
         except Exception as exc:
-            shutil.rmtree(workdir, ignore_errors=True)
-            raise StoreError(f"Export failed: {exc}") from exc
+            self._prune_exports(0)
+            raise StoreError(one_line(f"Export failed: {exc}")) from exc
         return {"path": str(path), "name": path.name, "message": f"Exported {fmt}: {path.name}"}
+
+    def _prune_exports(self, keep_s: float = EXPORT_KEEP_S) -> None:
+        """Export folders live until the download had time to happen (Gradio copies the file
+        to its own cache as it answers), then go; all of them go when the process ends."""
+        now, kept = time.time(), []
+        for folder in self._exports:
+            try:
+                old = now - folder.stat().st_mtime >= keep_s
+            except OSError:
+                continue
+            if old:
+                shutil.rmtree(folder, ignore_errors=True)
+            else:
+                kept.append(folder)
+        self._exports[:] = kept
 
     @admin_only
     def reset(self, caller: Caller, confirm: bool = False) -> dict:

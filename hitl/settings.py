@@ -46,6 +46,10 @@ class Settings:
     auth: list[tuple[str, str]] = field(default_factory=list)
     auth_file: Path | None = None
     allow_anonymous: bool = False
+    # Sign in with Hugging Face (a Space with hf_oauth: true): who may label / administer
+    hf_users: list[str] = field(default_factory=list)
+    hf_orgs: list[str] = field(default_factory=list)
+    hf_admins: list[str] = field(default_factory=list)
     rest: bool = True  # the REST API under /api/v1 (hitl/rest.py)
     device: str = "auto"
     backbone: str = DEFAULT_BACKBONE

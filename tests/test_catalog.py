@@ -97,3 +97,21 @@ def test_membrane_grayscale_decodes_to_rgb(tmp_path):
     assert (row.width, row.height) == (512, 512) and img.mode == "RGB"
     assert np.asarray(img).shape == (512, 512, 3)
     store.close()
+
+
+def test_a_fifo_in_the_folder_is_skipped_not_read(tmp_path, caplog):
+    """A FIFO named like an image would block the header read forever."""
+    import os
+    import threading
+    make_png(tmp_path / "imgs" / "good.png")
+    os.mkfifo(tmp_path / "imgs" / "x.jpg")
+    store = Store(tmp_path / "db.duckdb")
+    reports = []
+    worker = threading.Thread(target=lambda: reports.append(
+        catalog.register(store, [str(tmp_path / "imgs")])), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert reports, "registration hung on the FIFO"
+    assert reports[0].added == 1 and reports[0].not_images == 1
+    assert "x.jpg: not a regular file" in caplog.text
+    store.close()

@@ -63,6 +63,7 @@ def test_every_page_event_through_queue_join(guarded_app):
     app, labeled, leased = guarded_app
     page = PageSession(app.url, auth=USERS[1])
     words = ["circle", "hostile", str(labeled[0]), str(leased), labeled[0]]
+    server_path = str(app.session.settings.session_dir.resolve())
     before = protected(app)
     seen_admin, refusals = set(), set()
     assert len(page.events) > 40
@@ -71,6 +72,7 @@ def test_every_page_event_through_queue_join(guarded_app):
             result = page.call(event["id"], args)
             text = json.dumps(result.get("output"))
             assert "hitl-export" not in text, f"event {event['id']} handed out an export"
+            assert server_path not in text, f"event {event['id']} showed a server path"
             now = protected(app)
             changed = {k for k in before if before[k] != now[k]}
             assert not changed, f"event {event['id']} ({event.get('api_name')}) " \
@@ -122,6 +124,7 @@ def test_every_server_function_of_the_page(guarded_app):
         for data in hostile_payloads(labeled, leased):
             answer = page.call_server(component_id, name, data)
             assert "x" * 1000 not in json.dumps(answer), f"{name} echoed a huge input"
+            assert str(app.session.settings.session_dir.resolve()) not in json.dumps(answer)
             now = protected(app)
             changed = {k for k in before if before[k] != now[k]}
             assert not changed, f"{name} with {data!r:.80} changed {changed}"

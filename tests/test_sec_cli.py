@@ -46,3 +46,18 @@ def test_a_second_app_on_the_same_session(tmp_path):
     finally:
         holder.stdin.close()
         holder.wait(30)
+
+
+def test_hugging_face_sign_in_from_the_environment():
+    from app import parse_settings
+    s, _ = parse_settings(["--share"], env={"HITL_HF_USERS": "alice, bob", "HITL_HF_ORGS": "lab",
+                                            "HITL_HF_ADMINS": "carol"})
+    assert (s.hf_users, s.hf_orgs, s.hf_admins) == (["alice", "bob"], ["lab"], ["carol"])
+    from hitl.auth import Access
+    access = Access.from_settings(s)
+    assert [access.hf.role_of(n, o) for n, o in [("carol", []), ("alice", []), ("dan", ["lab"]),
+                                                 ("eve", ["x"])]] == [
+        "admin", "labeler", "labeler", "guest"]
+    with pytest.raises(SystemExit) as exc:
+        parse_settings(["--hf-users", "a", "--auth", "x:y"], env={})
+    assert exc.value.code == 2

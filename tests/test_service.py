@@ -2,6 +2,8 @@
 an admin may; wrong types answer {ok: false} in one line."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hitl.service import Caller, Service
@@ -99,3 +101,13 @@ def test_undo_restores_exactly_the_previous_label(session_factory):
     assert service.annotate(ADMIN, image, "square")["ok"]
     assert service.undo(ADMIN)["ok"]
     assert session.store.table_rows("labels")[1] == [original]  # alice's row, her time
+
+
+def test_export_folders_do_not_pile_up(session_factory):
+    session = session_factory(task="classification", train=False)
+    service = Service(session)
+    first = service.export(ADMIN, "csv")
+    folder = Path(first["path"]).parent
+    assert folder.name.startswith("hitl-export-") and folder.exists()
+    service._prune_exports(0)  # what the next export after EXPORT_KEEP_S, or exit, does
+    assert not folder.exists()

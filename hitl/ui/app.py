@@ -40,6 +40,8 @@ def build_app(session: Session, access: Access | None = None) -> gr.Blocks:
     with gr.Blocks(title="hitl") as demo:
         demo.hitl_service = service  # the REST API (launch) answers through the same one
         gr.Markdown("## hitl — label while the model learns")
+        if service.access.hf is not None:  # Sign in with Hugging Face (hitl/auth.py)
+            gr.LoginButton()
         warning = space_warning(session.settings)
         gr.Markdown("  \n".join(filter(None, [warning, *session.warnings])),
                              elem_id="banner")
