@@ -239,6 +239,39 @@ def test_a_reset_reaches_the_open_page(driver, app_factory):
     wait_for(lambda: label_count(session.store) == 1, timeout=WAIT)
 
 
+def test_classes_tab_keeps_selection_and_reaches_the_board(driver, app_factory):
+    """Add clears the typed name, Move keeps the moved class selected, and both reach the
+    Classification buttons within a tick."""
+    app = app_factory(task="classification")
+    driver.get(app.url)
+    wait_title(driver, "cls-title", lambda i: True, "the first image never showed")
+    driver.find_element(By.XPATH, "//button[@role='tab'][contains(., 'Classes')]").click()
+    box = WebDriverWait(driver, WAIT).until(
+        EC.element_to_be_clickable((By.CSS_SELECTOR, "#class-new textarea, #class-new input")))
+    box.send_keys("hexagon")
+    driver.find_element(By.ID, "class-add").click()
+    WebDriverWait(driver, WAIT).until(
+        EC.text_to_be_present_in_element((By.ID, "classes-table"), "hexagon"))
+    WebDriverWait(driver, WAIT).until(lambda d: box.get_attribute("value") == "")
+    chosen = driver.find_element(By.CSS_SELECTOR, "#class-chosen input")
+    chosen.click()
+    assert chosen.get_attribute("value") == "hexagon"  # the class just added is selected
+    chosen.send_keys(Keys.CONTROL, "a")
+    chosen.send_keys("triangle", Keys.ENTER)  # the dropdown takes the first match
+    WebDriverWait(driver, WAIT).until(lambda d: chosen.get_attribute("value") == "triangle")
+    driver.find_element(By.XPATH, "//button[contains(., 'Move up')]").click()
+    WebDriverWait(driver, WAIT).until(
+        EC.text_to_be_present_in_element((By.ID, "class-message"), "position 2"))
+    assert chosen.get_attribute("value") == "triangle"  # still selected for the next move
+    assert [c.name for c in app.session.store.classes()] == \
+        ["circle", "triangle", "square", "hexagon"]
+    driver.find_element(By.XPATH, "//button[@role='tab'][contains(., 'Classification')]").click()
+    WebDriverWait(driver, WAIT).until(
+        EC.text_to_be_present_in_element((By.ID, "cls-btn-1"), "2: triangle"))
+    WebDriverWait(driver, WAIT).until(
+        EC.text_to_be_present_in_element((By.ID, "cls-btn-3"), "4: hexagon"))
+
+
 def test_first_launch_demo_shows_class_buttons(driver, app_factory):
     """The demo without --task: class buttons at once, before anything locks the task."""
     app = app_factory()

@@ -9,6 +9,7 @@ the class list, its revision, the task lock and whether the session was reset.
 from __future__ import annotations
 
 import html
+import logging
 from collections.abc import Callable
 
 import gradio as gr
@@ -17,6 +18,7 @@ from hitl.service import Service, one_line, require
 from hitl.store import StoreError
 from hitl.ui.common import page_request, parse_id
 
+log = logging.getLogger(__name__)
 MAX_TAKE = 8
 MAX_HELD = 32
 
