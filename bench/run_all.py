@@ -33,6 +33,7 @@ BENCHES = [
     ("rest", "bench_rest.py"),              # 11
     ("review", "bench_review.py"),          # 12
     ("browser", "bench_browser.py"),        # 13
+    ("security", "bench_security.py"),      # 14
 ]
 
 

@@ -15,6 +15,12 @@ ROTATED_ORIENTATIONS = {5, 6, 7, 8}
 Image.MAX_IMAGE_PIXELS = 200_000_000
 
 
+def without_dirs(exc: Exception, path) -> str:
+    """An error message with the file's server folders left out: labelers see ids and file
+    names, never absolute server paths (Pillow's messages name the whole path)."""
+    return str(exc).replace(str(path), Path(path).name)
+
+
 class ImageError(ValueError):
     """An image that cannot be used, with a message for the person labeling."""
 
@@ -38,7 +44,8 @@ def header_info(path: Path | str, max_pixels: int) -> HeaderInfo:
     except Image.DecompressionBombError:
         return HeaderInfo(None, None, f"refused: larger than {max_pixels:,} pixels")
     except Exception as exc:  # any file Pillow cannot identify is just unreadable
-        return HeaderInfo(None, None, f"not a readable image ({type(exc).__name__}: {exc})")
+        return HeaderInfo(None, None, f"not a readable image ({type(exc).__name__}: "
+                                      f"{without_dirs(exc, path)})")
     if width * height > max_pixels:
         return HeaderInfo(width, height,
                           f"refused: {width}x{height} is larger than {max_pixels:,} pixels")
@@ -58,8 +65,8 @@ def load_image(path: Path | str, max_pixels: int = 100_000_000) -> Image.Image:
     except ImageError:
         raise
     except Exception as exc:
-        raise ImageError(f"{Path(path).name} cannot be decoded ({type(exc).__name__}: {exc})") \
-            from exc
+        raise ImageError(f"{Path(path).name} cannot be decoded ({type(exc).__name__}: "
+                         f"{without_dirs(exc, path)})") from exc
 
 
 def as_rgb(image: Image.Image) -> Image.Image:

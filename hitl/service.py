@@ -621,6 +621,21 @@ class Service(ReviewService):
             raise StoreError(one_line(f"Export failed: {exc}")) from exc
         return {"path": str(path), "name": path.name, "message": f"Exported {fmt}: {path.name}"}
 
+    @answer
+    def export_mine(self, caller: Caller) -> dict:
+        """The caller's own class labels as CSV (image id, file name, label, time): what any
+        labeler may take home; never server paths, never other people's labels."""
+        frame = self.store.label_rows()
+        mine = frame[frame["user"] == caller.name][["image_id", "filename", "label",
+                                                     "created_at"]]
+        self._prune_exports()
+        workdir = Path(tempfile.mkdtemp(prefix="hitl-mine-"))
+        self._exports.append(workdir)
+        path = workdir / "my-labels.csv"
+        mine.to_csv(path, index=False)
+        return {"path": str(path), "name": path.name, "labels": int(len(mine)),
+                "message": f"Exported your {len(mine)} label(s): {path.name}"}
+
     def _prune_exports(self, keep_s: float = EXPORT_KEEP_S) -> None:
         """Export folders live until the download had time to happen (Gradio copies the file
         to its own cache as it answers), then go; all of them go when the process ends."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from hitl import catalog
@@ -114,4 +115,18 @@ def test_a_fifo_in_the_folder_is_skipped_not_read(tmp_path, caplog):
     assert reports, "registration hung on the FIFO"
     assert reports[0].added == 1 and reports[0].not_images == 1
     assert "x.jpg: not a regular file" in caplog.text
+    store.close()
+
+
+def test_unreadable_notes_name_the_file_not_the_server_folders(tmp_path):
+    (tmp_path / "deep" / "dir").mkdir(parents=True)
+    fake = tmp_path / "deep" / "dir" / "fake.jpg"
+    fake.write_text("not a JPEG")
+    store = Store(tmp_path / "db.duckdb")
+    report = catalog.register(store, [str(tmp_path / "deep")])
+    (_, error), = report.unreadable
+    assert "fake.jpg" in error and str(tmp_path) not in error
+    with pytest.raises(ImageError) as exc:
+        load_image(fake)
+    assert str(tmp_path) not in str(exc.value)
     store.close()

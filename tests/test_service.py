@@ -111,3 +111,16 @@ def test_export_folders_do_not_pile_up(session_factory):
     assert folder.name.startswith("hitl-export-") and folder.exists()
     service._prune_exports(0)  # what the next export after EXPORT_KEEP_S, or exit, does
     assert not folder.exists()
+
+
+def test_a_labeler_exports_only_their_own_labels(session_factory):
+    session = session_factory(task="classification", train=False)
+    service = Service(session)
+    alice = Caller("alice", "labeler")
+    for who in (alice, LABELER, alice):
+        image = service.next_image(who, "classification", "sequential")["image_id"]
+        assert service.annotate(who, image, "circle")["ok"]
+    result = service.export_mine(alice)
+    text = Path(result["path"]).read_text()
+    assert result["labels"] == 2 and text.startswith("image_id,filename,label,created_at")
+    assert str(session.settings.session_dir) not in text

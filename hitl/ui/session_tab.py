@@ -15,6 +15,9 @@ def build(service: Service) -> dict:
     s = service.session.settings
     labeler_md = gr.Markdown("Only an admin can change the trainer, export the whole "
                              "session or reset it.", visible=False, elem_id="session-labeler")
+    with gr.Row():
+        mine_btn = gr.Button("Export my labels (CSV)", elem_id="export-mine", scale=0)
+        mine_file = gr.File(label="My labels", interactive=False)
     with gr.Column(visible=True) as admin_controls:
         with gr.Row():
             start_btn = gr.Button("Start trainer", elem_id="trainer-start")
@@ -58,6 +61,10 @@ def build(service: Service) -> dict:
             return None, note_text(result["error"])
         return result["path"], note_text(result["message"])
 
+    def export_mine(request: gr.Request = None):
+        result = service.export_mine(service.caller_of(request))
+        return result["path"] if result["ok"] else None
+
     def reset(request: gr.Request = None):
         result = service.reset(service.caller_of(request), True)
         return gr.Row(visible=False), note_text(result.get("message") if result["ok"]
@@ -68,6 +75,7 @@ def build(service: Service) -> dict:
     apply_btn.click(act(service.configure_trainer, 4), [backbone, mode, finetune_model, long_side],
                     trainer_md, api_visibility="private")
     export_btn.click(export, [fmt], [export_file, export_md], api_visibility="private")
+    mine_btn.click(export_mine, None, [mine_file], api_visibility="private")
     reset_btn.click(lambda: gr.Row(visible=True), None, confirm_row, api_visibility="private")
     cancel_btn.click(lambda: gr.Row(visible=False), None, confirm_row, api_visibility="private")
     confirm_btn.click(reset, None, [confirm_row, reset_md], api_visibility="private")
