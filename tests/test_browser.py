@@ -272,6 +272,27 @@ def test_classes_tab_keeps_selection_and_reaches_the_board(driver, app_factory):
         EC.text_to_be_present_in_element((By.ID, "cls-btn-3"), "4: hexagon"))
 
 
+def test_labels_from_the_board_carry_the_login(driver, app_factory):
+    """Behind a login, a key on the board stores the label under that user's name."""
+    app = app_factory(task="classification", auth=[("boss", "pw-boss", "admin"),
+                                                   ("ann", "pw-ann", "labeler")])
+    driver.delete_all_cookies()
+    driver.get(app.url)
+    user = WebDriverWait(driver, WAIT).until(EC.element_to_be_clickable(
+        (By.CSS_SELECTOR, "input[type='text'], input:not([type])")))
+    user.send_keys("ann")
+    driver.find_element(By.CSS_SELECTOR, "input[type='password']").send_keys("pw-ann",
+                                                                             Keys.ENTER)
+    first = wait_title(driver, "cls-title", lambda i: True, "no image after the login")
+    WebDriverWait(driver, WAIT).until(lambda d: settled(d))
+    press(driver, "1")
+    wait_for(lambda: app.session.store.label_of(first) is not None, timeout=WAIT)
+    users = app.session.store._cursor().execute(
+        'SELECT DISTINCT "user" FROM labels').fetchall()
+    assert users == [("ann",)]
+    driver.delete_all_cookies()
+
+
 def test_first_launch_demo_shows_class_buttons(driver, app_factory):
     """The demo without --task: class buttons at once, before anything locks the task."""
     app = app_factory()

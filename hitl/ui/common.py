@@ -50,14 +50,15 @@ def page_request(request) -> gr.Request:
     dependency = getattr(app, "auth_dependency", None)
     if dependency is not None:
         name = dependency(request)
+        if inspect.isawaitable(name):  # an async dependency cannot be awaited on this thread
+            name.close()
+            name = None
     elif app is not None and hasattr(app, "tokens"):
         cookies = request.cookies
         token = cookies.get(f"access-token-{app.cookie_id}") or \
             cookies.get(f"access-token-unsecure-{app.cookie_id}")
         name = app.tokens.get(token)
-    if not name and "session" in getattr(request, "scope", {}):
-        info = request.session.get("oauth_info") or {}
-        name = (info.get("userinfo") or {}).get("preferred_username")
+    # a Hugging Face sign-in is read from the wrapped request by Service.caller_of
     return gr.Request(request=request, username=name)
 
 
