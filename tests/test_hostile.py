@@ -150,3 +150,30 @@ def test_two_anonymous_browsers_are_two_people(app_factory):
                                             "class_name": "circle"})["ok"]
     assert not b.call_server(board, "cls_undo", {})["ok"]  # b has nothing to undo
     assert store.label_owner(first["image_id"]) == "browser-aaaaaaaaaa"
+
+
+def test_every_rest_route_as_a_labeler(guarded_app):
+    """The REST API (hitl/rest.py), every route of its OpenAPI schema, as the labeler with
+    the page's login cookie: same rules as the page."""
+    app, labeled, leased = guarded_app
+    page = PageSession(app.url, auth=USERS[1])
+    api = app.url + "api/v1"
+    schema = page.http.get(api + "/openapi.json").json()
+    bodies = [{"label": "square", "class_name": "square", "name": "zebra", "confirm": True,
+               "image_ids": [*labeled, leased], "relabels": {str(labeled[0]): "square"}}, {}]
+    before = protected(app)
+    calls = 0
+    for path, methods in schema["paths"].items():
+        for method in methods:
+            for image_id in (labeled[0], leased):
+                url = api + path.format(image_id=image_id, name="circle", verdict="remove")
+                for body in bodies if method in ("post", "put") else [None]:
+                    answer = page.http.request(method.upper(), url, json=body)
+                    calls += 1
+                    assert answer.status_code < 500, (method, path, answer.text[:200])
+                    now = protected(app)
+                    changed = {k for k in before if before[k] != now[k]}
+                    assert not changed, f"{method.upper()} {path} changed {changed}"
+    assert calls > 30
+    removed = page.http.delete(api + "/classes/circle")
+    assert removed.status_code == 403 and "bob is a labeler" in removed.text
