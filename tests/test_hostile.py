@@ -177,3 +177,21 @@ def test_every_rest_route_as_a_labeler(guarded_app):
     assert calls > 30
     removed = page.http.delete(api + "/classes/circle")
     assert removed.status_code == 403 and "bob is a labeler" in removed.text
+
+
+def test_the_labeler_page_hides_admin_controls(guarded_app):
+    """What the page shows follows the role (the server refuses the actions anyway)."""
+    app, _, _ = guarded_app
+    for auth, admin in ((USERS[1], False), (USERS[0], True)):
+        page = PageSession(app.url, auth=auth)
+        note = next(c["id"] for c in page.config["components"]
+                    if c.get("props", {}).get("elem_id") == "session-labeler")
+        load = next(e for e in page.events if note in e["outputs"]
+                    and any(kind == "load" for _, kind in e["targets"]))
+        result = page.call(load["id"], [page.components[i]["props"].get("value")
+                                        for i in load["inputs"]])
+        assert result.get("success"), result
+        shown = result["output"]["data"]
+        controls, labeler_note = shown[load["outputs"].index(note) - 1], \
+            shown[load["outputs"].index(note)]
+        assert controls["visible"] is admin and labeler_note["visible"] is not admin
