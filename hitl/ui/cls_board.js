@@ -87,6 +87,7 @@
     drawn.then(() => requestAnimationFrame(() => requestAnimationFrame(() => {
       if (token !== S.token) return;
       item.painted = true;
+      S.seen = true;
       log.displayed.push({ image_id: item.image_id, at: performance.now(),
                            classes: S.classes.map((c) => c.name), rev: S.rev });
       drain();
@@ -103,7 +104,7 @@
 
   // ---- keys and clicks --------------------------------------------------------------------
   function act(action) {
-    if (S.message) return false;
+    if (S.message || !S.seen) return false;  // before any image was drawn a key does nothing
     if (S.shown && S.shown.painted && !S.keys.length) { apply(action); return true; }
     if (S.waiting || (S.shown && !S.shown.painted)) { S.keys.push(action); return true; }
     return false;  // nothing on screen and nothing coming: a key does nothing

@@ -82,6 +82,17 @@
     ctx.putImageData(part, x0, y0);
   }
 
+  function remap(item) {
+    // positions follow the class names they were painted with when the class list changes
+    const names = S.classes.map((c) => c.name);
+    if (!item.pos || !item.names || item.names.join("\n") === names.join("\n")) return;
+    const table = new Uint8Array(256);
+    item.names.forEach((name, i) => { table[i + 1] = names.indexOf(name) + 1; });
+    for (let i = 0; i < item.pos.length; i++) item.pos[i] = table[item.pos[i]];
+    // untouched pixels are sent as KEEP: the server keeps them by class, in any order
+    item.names = names; item.pred = null;
+  }
+
   function redraw() {
     const item = S.shown;
     if (!item) return;
@@ -202,7 +213,7 @@
     note([item.note, item.problem, extra].filter(Boolean).join(" · "), warn);
     if (!S.size) S.size = Math.max(4, Math.round(Math.max(item.w, item.h) / 40));
     renderTools();
-    const ready = prepare(item);
+    const ready = prepare(item).then(() => remap(item));
     if (S.overlay && !item.pred) loadPrediction(item, false);
     setOpacity();
     ready.then(() => item.decoded).then(() => requestAnimationFrame(() => {
@@ -361,9 +372,9 @@
     if (r.rev !== S.rev) {
       S.rev = r.rev; S.classes = r.classes;
       if (S.brush >= S.classes.length) S.brush = 0;
+      for (const item of S.queue) remap(item);
+      if (S.shown) remap(S.shown);
       renderTools(); redraw();
-      for (const item of S.queue) item.pred = null;
-      if (S.shown) S.shown.pred = null;
     }
     if (S.message) return;
     if (newSession) { S.shown = null; S.queue = []; restart(); return; }

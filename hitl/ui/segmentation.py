@@ -121,7 +121,8 @@ def build(service: Service) -> dict:
         img, problem = display_image(session, image_id)
         keys = ("image_id", "filename", "split", "skipped", "label", "note")
         out = {**{k: view.get(k) for k in keys}, "problem": problem, "src": data_url(img),
-               "w": None, "h": None, "mask": None}
+               "w": None, "h": None, "mask": None,
+               "names": [c.name for c in session.store.classes()]}  # what positions mean
         if img is not None:
             out["w"], out["h"] = img.size
             stored = require(service.mask_positions(caller, image_id))["positions"]
