@@ -77,3 +77,10 @@ def test_masks_are_png_only_and_checked_from_the_header(app_factory):
     rgb = client.predict(view["image_id"], b64(buf.getvalue()), api_name="/annotate_mask")
     assert not rgb["ok"] and "8-bit single-channel" in rgb["error"]
     assert app.session.store.counts()["masks"] == 0
+
+
+def test_uploads_are_refused_above_a_small_limit(app):
+    import httpx
+    big = httpx.post(app.url + "gradio_api/upload",
+                     files={"files": ("x.png", b"\0" * 2_000_000, "image/png")}, timeout=60)
+    assert big.status_code == 413

@@ -22,6 +22,9 @@ KEYS_JS = (Path(__file__).with_name("keys.js")).read_text()
 HEAD = f"<script>{BROWSER_ID_JS}</script><script>{KEYS_JS}</script>"
 CSS = ".hitl-hidden { display: none !important; }"
 REFRESH_SECONDS = 2.0
+# No part of the page takes a file upload (masks come as PNG bytes through the Service), so
+# Gradio's upload route only needs to refuse: a small limit keeps it from filling the disk.
+MAX_UPLOAD = "1mb"
 
 
 def space_warning(settings: Settings) -> str | None:
@@ -106,5 +109,5 @@ def launch(demo: gr.Blocks, session: Session, auth=None, tokens: TokenChecker | 
         app_kwargs["routes"] = [Mount(REST_PREFIX, app=rest_api), *routes]
     return demo.launch(server_name=settings.host, server_port=settings.port,
                        share=settings.share, auth=auth, head=HEAD, css=CSS,
-                       max_file_size="50mb", footer_links=["api"], app_kwargs=app_kwargs,
+                       max_file_size=MAX_UPLOAD, footer_links=["api"], app_kwargs=app_kwargs,
                        **kwargs)
