@@ -31,6 +31,7 @@ IMPORT_USER = "import"  # labels brought in by --import / python -m hitl import
 ROLES = (ADMIN, LABELER)
 RESET_COOLDOWN_S = 10.0
 EXPORT_KEEP_S = 600.0
+MASK_DECODES_AT_ONCE = 2
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ class Service(ReviewService):
         self._reset_lock = threading.Lock()
         self._last_reset = 0.0
         self._exports: list[Path] = []
+        self._mask_slots = threading.BoundedSemaphore(MASK_DECODES_AT_ONCE)
         atexit.register(self._prune_exports, 0)
 
     @property
@@ -456,8 +458,9 @@ class Service(ReviewService):
         if row is None:
             raise StoreError(f"There is no image with id {image_id}.")
         self._may_change(caller, [image_id])
-        positions = mask_from_png(data, row.width, row.height)
-        return self.annotate_positions(caller, image_id, positions, revision)
+        with self._mask_slots:  # whatever the route (gr.api, REST), few decodes at once
+            positions = mask_from_png(data, row.width, row.height)
+            return self.annotate_positions(caller, image_id, positions, revision)
 
     @answer
     def skip(self, caller: Caller, image_id: int, revision: int | None = None) -> dict:
