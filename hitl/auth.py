@@ -18,6 +18,7 @@ import functools
 import getpass
 import hashlib
 import hmac
+import os
 import re
 import secrets
 import sys
@@ -368,7 +369,10 @@ def adduser_main(argv: list[str] | None = None) -> int:
         prog="python -m hitl adduser",
         description="Add a user to an auth file (or change their password).",
     )
-    parser.add_argument("--auth-file", required=True, type=Path, help="file of username:hash lines")
+    default = os.environ.get("HITL_AUTH_FILE")
+    parser.add_argument("--auth-file", required=not default, default=default, type=Path,
+                        help="file of username:hash lines (default: $HITL_AUTH_FILE, as for "
+                             "app.py)")
     parser.add_argument(
         "--password-stdin", action="store_true", help="read the password as one line from stdin"
     )

@@ -234,3 +234,13 @@ def test_failed_logins_from_one_address_are_throttled(app_factory):
         assert set(codes) == {400}
         refused = http.post("login", data={"username": "ann", "password": "pw1"})
         assert refused.status_code == 429 and "Too many failed logins" in refused.text
+
+
+def test_adduser_takes_the_auth_file_from_the_environment(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "users.txt"
+    monkeypatch.setenv("HITL_AUTH_FILE", str(path))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("pw\n"))
+    assert adduser_main(["--password-stdin", "ann"]) == 0
+    monkeypatch.setattr(sys, "stdin", io.StringIO("pw\n"))
+    assert adduser_main(["--password-stdin", "bob", "--admin"]) == 0
+    assert auth.read_auth_roles(path) == {"ann": "admin", "bob": "admin"}
