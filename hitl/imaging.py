@@ -1,4 +1,4 @@
-"""Decoding images safely, masks as PNG index maps, and the editor's letterbox transform."""
+"""Decoding images safely, and masks as PNG index maps with their class values."""
 from __future__ import annotations
 
 import io
@@ -144,55 +144,3 @@ class MaskValues:
     def from_index(self, index: np.ndarray) -> np.ndarray:
         """0-based class index (255 = unlabeled) -> stored values (indices past K -> 0)."""
         return self._lut(0, 0, "position")[np.asarray(index, np.uint8)]
-
-
-@dataclass(frozen=True)
-class Letterbox:
-    """Where an image sits inside the square editor canvas, to map masks both ways exactly."""
-    canvas: int
-    width: int
-    height: int
-    scaled_w: int
-    scaled_h: int
-    left: int
-    top: int
-
-    @classmethod
-    def fit(cls, width: int, height: int, canvas: int) -> Letterbox:
-        scale = min(canvas / width, canvas / height)
-        sw, sh = max(1, round(width * scale)), max(1, round(height * scale))
-        return cls(canvas, width, height, sw, sh, (canvas - sw) // 2, (canvas - sh) // 2)
-
-    def image_to_canvas(self, img: Image.Image, fill=(0, 0, 0)) -> Image.Image:
-        out = Image.new(img.mode, (self.canvas, self.canvas), fill if img.mode == "RGB" else 0)
-        out.paste(img.resize((self.scaled_w, self.scaled_h), Image.BILINEAR),
-                  (self.left, self.top))
-        return out
-
-    def mask_to_canvas(self, mask: np.ndarray) -> np.ndarray:
-        small = Image.fromarray(mask, mode="L").resize((self.scaled_w, self.scaled_h),
-                                                       Image.NEAREST)
-        out = np.zeros((self.canvas, self.canvas), dtype=np.uint8)
-        out[self.top:self.top + self.scaled_h, self.left:self.left + self.scaled_w] = \
-            np.asarray(small)
-        return out
-
-    def canvas_to_mask(self, canvas_mask: np.ndarray) -> np.ndarray:
-        crop = canvas_mask[self.top:self.top + self.scaled_h, self.left:self.left + self.scaled_w]
-        return np.asarray(Image.fromarray(np.ascontiguousarray(crop), mode="L")
-                          .resize((self.width, self.height), Image.NEAREST))
-
-    def merge_edit(self, old_mask: np.ndarray | None, canvas_mask: np.ndarray) -> np.ndarray:
-        """Apply only what changed on the canvas to the full-size mask.
-
-        The canvas is smaller than a large image, so a plain round trip would blur every
-        stroke; keeping the stored pixels wherever the canvas shows no change makes an
-        unedited save bit-exact at any image size.
-        """
-        if old_mask is None:
-            return self.canvas_to_mask(canvas_mask)
-        changed = canvas_mask != self.mask_to_canvas(old_mask)
-        if not changed.any():
-            return old_mask.copy()
-        changed_full = self.canvas_to_mask(changed.astype(np.uint8)) > 0
-        return np.where(changed_full, self.canvas_to_mask(canvas_mask), old_mask).astype(np.uint8)

@@ -392,6 +392,36 @@ def test_brush_class_chosen_then_stroke_at_once(driver, app_factory):
     assert delay < 1000, delay  # the stroke began right after the key
 
 
+def test_save_after_a_class_moved_is_refused_then_kept_in_its_class(driver, app_factory):
+    """A save drawn with a class list that changed since is refused and comes back with its
+    paint; the paint keeps its class (by name) and the next Enter stores it."""
+    app = app_factory(task="segmentation")
+    store = app.session.store
+    image_id = open_segmentation(driver, app.url)
+    box = layer_box(driver)
+    circle = store.class_by_name("circle")
+    canvas = driver.find_element(By.ID, "seg-canvas")
+    driver.execute_script("if (document.activeElement) document.activeElement.blur();")
+    dx0, dx1 = int(-0.3 * box["width"]), int(0.3 * box["width"])
+    chain = ActionChains(driver, duration=10).send_keys("2")  # circle is class 2 here
+    chain.move_to_element_with_offset(canvas, dx0, 0).click_and_hold()
+    chain.move_to_element_with_offset(canvas, dx1, 0).release().perform()
+    driver.execute_script("window.hitlSeg.pause = true;")  # no tick between move and save
+    ids = [c.id for c in store.classes()]
+    store.reorder_classes([circle.id] + [i for i in ids if i != circle.id])
+    press(driver, Keys.ENTER)
+    WebDriverWait(driver, WAIT).until(
+        EC.text_to_be_present_in_element((By.ID, "seg-note"), "Not saved"))
+    WebDriverWait(driver, WAIT).until(
+        EC.text_to_be_present_in_element((By.ID, "seg-brush-0"), "1 circle"))
+    WebDriverWait(driver, WAIT, poll_frequency=0.1).until(seg_ready)
+    assert title_id(driver, "seg-title") == image_id and store.mask(image_id) is None
+    press(driver, Keys.ENTER)
+    wait_for(lambda: store.mask(image_id) is not None, timeout=WAIT)
+    mask = store.mask(image_id)
+    assert set(np.unique(mask).tolist()) == {0, store.class_by_name("circle").mask_value}
+
+
 def test_accept_keeps_the_image_visible(driver, app_factory):
     """`A` lays the prediction over the image as a see-through layer to correct."""
     app = app_factory(task="segmentation")
