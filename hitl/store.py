@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -272,10 +273,21 @@ class Store:
             self.changed.notify_all()
 
     def close(self) -> None:
+        """Close the file; a read still running on another thread's cursor (a page's timer
+        during a reset) makes DuckDB refuse, so wait for it briefly instead of failing."""
         with self._write_lock:
-            if not self._closed:
-                self._closed = True
-                self._con.close()
+            if self._closed:
+                return
+            self._closed = True
+            deadline = time.monotonic() + 5.0
+            while True:
+                try:
+                    self._con.close()
+                    return
+                except duckdb.Error as exc:
+                    if "busy" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
 
     def _migrate(self) -> None:
         con = self._con
