@@ -50,3 +50,15 @@ def test_roles_from_hugging_face_accounts(app_factory, profile):
     assert "may not label here" in add_class(PageSession(app.url), "zebra")  # not signed in
     names = [c.name for c in app.session.store.classes()]
     assert "okapi" in names and "zebra" not in names
+
+
+def test_a_guest_sees_the_sign_in_note_not_the_tabs(app_factory, profile):
+    app = app_factory(hf_users=["hf-bob"], train=False, demo_count=6)
+    for page, member in ((PageSession(app.url), False),
+                         (sign_in(app, profile, "hf-eve"), False),
+                         (sign_in(app, profile, "hf-bob"), True)):
+        note = next(c["id"] for c in page.config["components"]
+                    if c.get("props", {}).get("elem_id") == "sign-in-note")
+        load = next(e for e in page.events if note in e["outputs"])
+        tabs, shown_note = page.call(load["id"], [])["output"]["data"]
+        assert tabs["visible"] is member and shown_note["visible"] is not member

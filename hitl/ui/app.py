@@ -45,10 +45,12 @@ def build_app(session: Session, access: Access | None = None) -> gr.Blocks:
         gr.Markdown("## hitl — label while the model learns")
         if service.access.hf is not None:  # Sign in with Hugging Face (hitl/auth.py)
             gr.LoginButton()
+            sign_in_md = gr.Markdown("Sign in with Hugging Face to label: the owner of this "
+                                     "Space decides who may.", elem_id="sign-in-note")
         warning = space_warning(session.settings)
         gr.Markdown("  \n".join(filter(None, [warning, *session.warnings])),
                              elem_id="banner")
-        with gr.Tabs():
+        with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Classification", id="classification") as cls_tab:
                 cls = classification.build(service)
             with gr.Tab("Segmentation", id="segmentation") as seg_tab:
@@ -79,6 +81,14 @@ def build_app(session: Session, access: Access | None = None) -> gr.Blocks:
         classes_tab.select(*cm["refresh"], **private)
         sess_tab.select(*st["refresh"], **private)
         cls_tab.select(*cls["refresh"], **private)
+
+        if service.access.hf is not None:
+            def who(request: gr.Request = None):
+                """A guest (not signed in, or not listed) sees the sign-in note, not the
+                tabs; the service refuses them anyway."""
+                guest = service.caller_of(request).role not in ("admin", "labeler")
+                return gr.Tabs(visible=not guest), gr.Markdown(visible=guest)
+            demo.load(who, None, [tabs, sign_in_md], **private)
 
         def leave(request: gr.Request):
             """A labeler who closes the page frees the image they were shown."""
