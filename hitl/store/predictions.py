@@ -1,0 +1,158 @@
+"""Published predictions and models, and the counts the stats read."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hitl.store.common import (
+    SESSION_TABLES,
+    StoreError,
+    current_time,
+)
+
+
+class Predictions:
+    """Published predictions and models, and the counts the stats read."""
+
+    # ---- predictions and models -------------------------------------------------------------
+    def next_model_version(self) -> int:
+        return (self._one("SELECT max(version) FROM models") or 0) + 1
+
+    def record_model(self, version: int, task: str, backbone: str, mode: str, n_labels: int,
+                     val_accuracy: float | None = None, val_miou: float | None = None,
+                     metrics: dict | None = None) -> None:
+        self._write(lambda cur: cur.execute(
+            "INSERT OR REPLACE INTO models (version, task, backbone, mode, created_at, n_labels, "
+            "val_accuracy, val_miou, metrics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [version, task, backbone, mode, current_time(), n_labels, val_accuracy, val_miou,
+             json.dumps(metrics or {})]))
+
+    def models(self) -> pd.DataFrame:
+        return self._cursor().execute(
+            "SELECT version, task, backbone, mode, created_at, n_labels, val_accuracy, "
+            "val_miou, metrics FROM models ORDER BY version").df()
+
+    def latest_model(self) -> dict | None:
+        rows = self._cursor().execute(
+            "SELECT version, task, backbone, mode, created_at, n_labels, val_accuracy, "
+            "val_miou, metrics FROM models ORDER BY version DESC LIMIT 1").fetchall()
+        if not rows:
+            return None
+        keys = ["version", "task", "backbone", "mode", "created_at", "n_labels",
+                "val_accuracy", "val_miou", "metrics"]
+        model = dict(zip(keys, rows[0]))
+        model["metrics"] = json.loads(model["metrics"] or "{}")
+        return model
+
+    def _publish(self, table: str, frame: pd.DataFrame, columns: str, replace_all: bool) -> None:
+        """Replace a prediction table's rows (all, or only the frame's images) in one
+        transaction, so readers see either the old or the new predictions."""
+        def write(cur):
+            cur.register("new_rows", frame)
+            if replace_all:
+                cur.execute(f"DELETE FROM {table}")
+            else:
+                cur.execute(f"DELETE FROM {table} WHERE image_id IN "
+                            "(SELECT image_id FROM new_rows)")
+            cur.execute(f"INSERT INTO {table} SELECT {columns} FROM new_rows")
+            cur.unregister("new_rows")
+        self._write(write)
+
+    def write_predictions(self, frame: pd.DataFrame, replace_all: bool = True) -> None:
+        """Publish class predictions (image_id, model_version, class_id, probability, margin,
+        entropy); with replace_all=False only the given images are replaced."""
+        self._publish("predictions", frame, "image_id, model_version, class_id, probability, "
+                      "margin, entropy", replace_all)
+        self._pred_cache = None
+        self._predictions_cache()  # rebuilt here, in the writer's thread, not on a key press
+        self._score_orders()
+
+    def write_seg_predictions(self, frame: pd.DataFrame, replace_all: bool = True) -> None:
+        """Publish per-image segmentation summaries (image_id, model_version, entropy,
+        fractions as a list of per-class fractions in class-position order)."""
+        self._publish("seg_predictions", frame,
+                      "image_id, model_version, entropy, fractions::FLOAT[]", replace_all)
+
+    def prediction(self, image_id: int) -> tuple[int, float, int] | None:
+        """(class id, probability, model version) of one image's current prediction, from the
+        in-memory copy (the table has no index: a lookup there scans every prediction)."""
+        cache = self._predictions_cache()
+        known = cache["image_id"]
+        i = int(np.searchsorted(known, int(image_id)))
+        if i >= len(known) or known[i] != int(image_id):
+            return None
+        return (int(cache["class_id"][i]), float(cache["probability"][i]),
+                int(cache["model_version"][i]))
+
+    def predictions_frame(self, limit: int | None = None) -> pd.DataFrame:
+        sql = ("SELECT p.image_id, i.filename, c.name AS label, p.probability, p.margin, "
+               "p.entropy, p.model_version FROM predictions p JOIN images i ON i.id = p.image_id "
+               "JOIN classes c ON c.id = p.class_id ORDER BY p.image_id")
+        if limit is not None:
+            sql += f" LIMIT {max(0, int(limit))}"
+        return self._cursor().execute(sql).df()
+
+    def clear_predictions(self) -> None:
+        def clear(cur):
+            cur.execute("DELETE FROM predictions")
+            cur.execute("DELETE FROM seg_predictions")
+        self._write(clear)
+        self._pred_cache = None
+
+    # ---- stats ---------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        row = self._rows(
+            "SELECT (SELECT count(*) FROM images), (SELECT count(*) FROM images WHERE readable), "
+            "(SELECT count(*) FROM labels), (SELECT count(*) FROM masks), "
+            "(SELECT count(*) FROM skips)")[0]
+        return dict(zip(["total", "readable", "labels", "masks", "skips"], row))
+
+    def live_accuracy(self, last_n: int) -> tuple[float | None, int]:
+        """Share of the last N labels whose shown prediction was right, and how many counted."""
+        row = self._rows(
+            "SELECT avg(CASE WHEN shown_class_id = class_id THEN 1.0 ELSE 0.0 END), count(*) "
+            "FROM (SELECT * FROM labels WHERE shown_class_id IS NOT NULL "
+            "ORDER BY created_at DESC LIMIT ?)", [int(last_n)])[0]
+        return (None if row[1] == 0 else float(row[0]), int(row[1]))
+
+    def user_stats(self) -> list[tuple[str, int, float]]:
+        """(user, labels + masks + skips done, actions per hour over their active span)."""
+        return self._rows(
+            "SELECT \"user\", count(*) AS n, "
+            "CASE WHEN count(*) > 1 AND epoch(max(\"at\")) > epoch(min(\"at\")) "
+            "THEN (count(*) - 1) * 3600.0 / (epoch(max(\"at\")) - epoch(min(\"at\"))) END "
+            "FROM events WHERE action IN ('label', 'mask', 'skip') AND NOT undone "
+            "GROUP BY \"user\" ORDER BY n DESC")
+
+    def events(self, limit: int = 100) -> pd.DataFrame:
+        return self._cursor().execute(
+            "SELECT id, \"at\", \"user\", action, image_id, class_id, detail, undone FROM events "
+            "ORDER BY id DESC LIMIT ?", [limit]).df()
+
+    def copy_labels(self, path: Path, fmt: str) -> None:
+        """Write every label to CSV or Parquet with DuckDB's own writer."""
+        options = ("FORMAT parquet" if fmt == "parquet"
+                   else "FORMAT csv, HEADER, TIMESTAMPFORMAT '%Y-%m-%dT%H:%M:%S.%f'")
+        target = str(path).replace("'", "''")  # COPY takes no bound parameter for its target
+        self._cursor().execute(
+            "COPY (SELECT l.image_id, i.path, c.name AS label, l.\"user\", "
+            "l.created_at AS timestamp FROM labels l JOIN images i ON i.id = l.image_id "
+            "JOIN classes c ON c.id = l.class_id "
+            f"ORDER BY l.image_id) TO '{target}' ({options})")
+
+    def table_rows(self, name: str) -> tuple[list[str], list[tuple]]:
+        """(column names, rows as Python values) of one table, for the JSON dump."""
+        if name not in SESSION_TABLES:
+            raise StoreError(f"Unknown table {name!r}.")
+        columns = "* EXCLUDE (prev_png)" if name == "events" else "*"
+        cur = self._cursor().execute(f"SELECT {columns} FROM {name} ORDER BY ALL")
+        return [d[0] for d in cur.description], cur.fetchall()
+
+    def image_ids_by_path(self) -> dict[str, tuple[int, bool]]:
+        """path -> (id, readable) of every registered image."""
+        rows = self._rows("SELECT path, id, readable FROM images")
+        return {path: (image_id, readable) for path, image_id, readable in rows}
+
