@@ -29,7 +29,7 @@ TASK = "segmentation"
 KEEP = 255  # in an edit from the page: a pixel the labeler did not touch
 MAX_EDIT_BYTES = 20_000_000
 LEGEND = ("**Keys** — `1`…`0`: brush class · `E`: eraser · `[` / `]`: brush size · "
-          "`Enter` / `S`: save and go on · `A`: the prediction as the mask, to correct · "
+          "`Enter`: save and go on · `S`: skip · `A`: the prediction as the mask, to correct · "
           "`M`: prediction overlay on/off · `N` / `B`: next / previous id · `U`: undo · "
           "`G`: go to id")
 BOARD_JS = (Path(__file__).with_name("seg_board.js")).read_text()
