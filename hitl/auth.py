@@ -13,21 +13,18 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import collections
 import functools
 import getpass
 import hashlib
 import hmac
 import os
-import re
 import secrets
 import sys
-import threading
-import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from hitl.atomic import atomic_file
+from hitl.throttle import LOGIN_FAILURES_PER_USER, LOGIN_WINDOW_S, Throttle
 
 SCHEME = "scrypt"
 # n=2**14, r=8 needs 16 MiB and ~50 ms per check: slow for guessing, fine for logins.
@@ -36,15 +33,6 @@ SALT_BYTES = 16
 HASH_BYTES = 32
 MAX_USERNAME = 64
 ROLES = ("admin", "labeler")
-BROWSER_COOKIE = "hitl_browser"
-# Set by the page before its first event: a random id per browser (hitl/ui/app.py's HEAD).
-BROWSER_ID_JS = f"""
-if (!document.cookie.split("; ").some((c) => c.startsWith("{BROWSER_COOKIE}="))) {{
-  const id = Array.from(crypto.getRandomValues(new Uint8Array(16)),
-                        (b) => b.toString(16).padStart(2, "0")).join("");
-  document.cookie = "{BROWSER_COOKIE}=" + id + "; path=/; max-age=31536000; SameSite=Lax";
-}}
-"""
 # Refuse parameters from a file that would need more memory than this.
 _MAXMEM = 64 * 1024 * 1024
 
@@ -134,7 +122,7 @@ def _parse_line(line: str) -> tuple[str, str, str | None] | None:
     return username, stored, role or None
 
 
-def _read_entries(path: Path) -> list[tuple[str, str, str | None]]:
+def read_entries(path: Path) -> list[tuple[str, str, str | None]]:
     path = Path(path)
     entries: list[tuple[str, str, str | None]] = []
     seen: set[str] = set()
@@ -153,12 +141,12 @@ def _read_entries(path: Path) -> list[tuple[str, str, str | None]]:
 
 def read_auth_file(path: Path) -> dict[str, str]:
     """Map username -> stored hash; a malformed line raises ValueError naming file and line."""
-    return {name: stored for name, stored, _ in _read_entries(path)}
+    return {name: stored for name, stored, _ in read_entries(path)}
 
 
 def read_auth_roles(path: Path) -> dict[str, str | None]:
     """Map username -> role written in the file (None when the line names none), in order."""
-    return {name: role for name, _, role in _read_entries(path)}
+    return {name: role for name, _, role in read_entries(path)}
 
 
 def add_user(path: Path, username: str, password: str, admin: bool = False) -> str:
@@ -173,7 +161,7 @@ def add_user(path: Path, username: str, password: str, admin: bool = False) -> s
     lines: list[str] = []
     entries: list[tuple[str, str, str | None]] = []
     if path.exists():
-        entries = _read_entries(path)  # refuse to rewrite a file we cannot parse
+        entries = read_entries(path)  # refuse to rewrite a file we cannot parse
         lines = path.read_text(encoding="utf-8").splitlines()
     old_role = next((r for n, _, r in entries if n == username), None)
     role = "admin" if admin or not entries or old_role == "admin" else old_role
@@ -187,7 +175,7 @@ def add_user(path: Path, username: str, password: str, admin: bool = False) -> s
         lines.append(new_line)
     with atomic_file(path, mode=0o600) as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return users_and_roles(entries=_read_entries(path))[username]
+    return users_and_roles(entries=read_entries(path))[username]
 
 
 def parse_auth_pair(value: str) -> tuple[str, str] | tuple[str, str, str]:
@@ -209,80 +197,6 @@ def parse_auth_pair(value: str) -> tuple[str, str] | tuple[str, str, str]:
 def _dummy_hash() -> str:
     """Checked against unknown usernames so they take as long as known ones."""
     return hash_password("", salt=b"\0" * SALT_BYTES)
-
-
-LOGIN_WINDOW_S = 60.0
-LOGIN_FAILURES_PER_USER = 5
-LOGIN_FAILURES_PER_ADDRESS = 10
-
-
-class Throttle:
-    """Failures per key (a user name, an address) in a sliding window: at `limit` the key is
-    blocked until its oldest failure is `window_s` old."""
-
-    def __init__(self, limit: int, window_s: float):
-        self.limit, self.window_s = limit, window_s
-        self._failures: dict[str, collections.deque] = collections.defaultdict(collections.deque)
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str):
-        times = self._failures[key]
-        while times and time.monotonic() - times[0] > self.window_s:
-            times.popleft()
-        return times
-
-    def blocked(self, key: str) -> bool:
-        with self._lock:
-            return len(self._recent(key)) >= self.limit
-
-    def failed(self, key: str) -> None:
-        with self._lock:
-            times = self._recent(key)
-            times.append(time.monotonic())
-            if len(self._failures) > 10_000:  # never grows without bound under a spray
-                for stale in [k for k, v in self._failures.items() if not v][:5_000]:
-                    del self._failures[stale]
-
-
-class LoginThrottle:
-    """ASGI middleware: too many failed logins from one address -> 429 for a while.
-
-    Behind the share tunnel every request comes from the local tunnel client, so for a
-    loopback peer the first X-Forwarded-For address is the one counted."""
-
-    def __init__(self, app, throttle: Throttle | None = None):
-        self.app = app
-        self.throttle = throttle or Throttle(LOGIN_FAILURES_PER_ADDRESS, LOGIN_WINDOW_S)
-
-    @staticmethod
-    def address(scope) -> str:
-        host = (scope.get("client") or ("?", 0))[0]
-        if host in ("127.0.0.1", "::1"):
-            for name, value in scope.get("headers") or []:
-                if name == b"x-forwarded-for" and value:
-                    return value.decode("latin-1").split(",")[0].strip()
-        return host
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope.get("method") != "POST" or \
-                not scope.get("path", "").rstrip("/").endswith("/login"):
-            return await self.app(scope, receive, send)
-        address = self.address(scope)
-        if self.throttle.blocked(address):
-            body = b'{"detail": "Too many failed logins from this address; wait a minute."}'
-            await send({"type": "http.response.start", "status": 429,
-                        "headers": [(b"content-type", b"application/json")]})
-            await send({"type": "http.response.body", "body": body})
-            return
-        status = {}
-
-        async def watch(message):
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-        await self.app(scope, receive, watch)
-        if status.get("code") in (400, 401):
-            self.throttle.failed(address)
 
 
 class Authenticator:
@@ -416,94 +330,3 @@ def users_and_roles(pairs: Iterable[tuple] = (), entries: Iterable[tuple] = ()) 
     if roles and "admin" not in roles.values():
         roles[next(iter(roles))] = "admin"
     return {name: role or "labeler" for name, role in roles.items()}
-
-
-GUEST = "guest"  # signed in with an account the owner did not list, or not signed in
-
-
-class HuggingFaceAccess:
-    """Sign in with Hugging Face (gr.LoginButton on a Space with hf_oauth: true): listed
-    accounts and members of listed organisations label, listed admins administer; anyone
-    else is a guest who can do nothing."""
-
-    def __init__(self, users=(), orgs=(), admins=()):
-        self.users, self.orgs, self.admins = set(users), set(orgs), set(admins)
-
-    @classmethod
-    def from_settings(cls, settings) -> HuggingFaceAccess | None:
-        lists = [getattr(settings, k, None) or [] for k in ("hf_users", "hf_orgs", "hf_admins")]
-        return cls(*lists) if any(lists) else None
-
-    def role_of(self, name: str, orgs=()) -> str:
-        if name in self.admins:
-            return "admin"
-        if name in self.users or self.orgs & set(orgs):
-            return "labeler"
-        return GUEST
-
-
-class Access:
-    """Who may do what: the role of each login, and of a caller without one.
-
-    Without logins on a local launch the local user is admin; anonymous callers on a
-    share link (`--allow-anonymous`) are labelers."""
-
-    def __init__(self, roles: dict[str, str] | None = None, anonymous_role: str = "admin"):
-        self.roles = dict(roles or {})
-        self.anonymous_role = anonymous_role
-
-    hf: HuggingFaceAccess | None = None
-
-    @classmethod
-    def from_settings(cls, settings) -> Access:
-        hf = HuggingFaceAccess.from_settings(settings)
-        if hf is not None:
-            access = cls({}, GUEST)
-            access.hf = hf
-            return access
-        entries = _read_entries(settings.auth_file) if settings.auth_file else []
-        roles = users_and_roles(settings.auth, entries)
-        anonymous = "labeler" if roles or settings.share else "admin"
-        return cls(roles, anonymous)
-
-    def signed_in(self, request) -> tuple[str, str] | None:
-        """(name, role) of a Hugging Face sign-in carried by the request, else None."""
-        if self.hf is None:
-            return None
-        underlying = getattr(request, "request", None) or request  # a gr.Request wraps it
-        scope = getattr(underlying, "scope", None)  # the session lives in scope["session"]
-        session = scope.get("session") if isinstance(scope, dict) else \
-            getattr(underlying, "session", None)
-        info = (session or {}).get("oauth_info") or {}
-        if (info.get("expires_at") or float("inf")) < time.time():
-            return None
-        user = info.get("userinfo") or {}
-        name = user.get("preferred_username")
-        if not name:
-            return None
-        orgs = [o.get("preferred_username") or o.get("name") for o in user.get("orgs") or []
-                if isinstance(o, dict)]
-        return name, self.hf.role_of(name, orgs)
-
-    @property
-    def logins(self) -> bool:
-        return bool(self.roles)
-
-    def role_of(self, name: str) -> str:
-        if self.hf is not None:
-            return self.hf.role_of(name)
-        if self.roles:
-            return self.roles.get(name, "labeler")
-        return self.anonymous_role
-
-    def anonymous_name(self, request) -> str:
-        """The name of a caller without a login: each browser's own id (a cookie the page
-        sets, BROWSER_COOKIE), so leases, undo and per-labeler stats work per person; scripted
-        clients without it are 'local'."""
-        try:
-            cookie = request.cookies.get(BROWSER_COOKIE) if request is not None else None
-        except (AttributeError, KeyError, TypeError):
-            cookie = None
-        if isinstance(cookie, str) and re.fullmatch(r"[0-9a-f]{16,64}", cookie):
-            return f"browser-{cookie[:10]}"
-        return "local"

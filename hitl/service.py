@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from hitl import strategies
-from hitl.auth import Access
+from hitl.access import Access
 from hitl.review import ReviewService
 from hitl.seen import check_seen
 from hitl.session import Session

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hitl import auth
+from hitl import auth, throttle
 from hitl.auth import (
     Authenticator,
     add_user,
@@ -218,7 +218,7 @@ def test_roles_from_pairs_and_file():
 def test_too_many_failures_block_a_user_even_with_the_right_password():
     checker = Authenticator([("ann", "right"), ("bob", "pw")])
     assert checker("ann", "right")
-    for _ in range(auth.LOGIN_FAILURES_PER_USER):
+    for _ in range(throttle.LOGIN_FAILURES_PER_USER):
         assert not checker("ann", "wrong")
     assert not checker("ann", "right")  # throttled
     assert checker("bob", "pw")  # others are not
@@ -230,7 +230,7 @@ def test_failed_logins_from_one_address_are_throttled(app_factory):
     app = app_factory(auth=[("ann", "pw1")], train=False, demo_count=6)
     with httpx.Client(base_url=app.url, timeout=60) as http:
         codes = [http.post("login", data={"username": f"guess{i}", "password": "x"}).status_code
-                 for i in range(auth.LOGIN_FAILURES_PER_ADDRESS)]
+                 for i in range(throttle.LOGIN_FAILURES_PER_ADDRESS)]
         assert set(codes) == {400}
         refused = http.post("login", data={"username": "ann", "password": "pw1"})
         assert refused.status_code == 429 and "Too many failed logins" in refused.text

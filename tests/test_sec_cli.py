@@ -53,7 +53,7 @@ def test_hugging_face_sign_in_from_the_environment():
     s, _ = parse_settings(["--share"], env={"HITL_HF_USERS": "alice, bob", "HITL_HF_ORGS": "lab",
                                             "HITL_HF_ADMINS": "carol"})
     assert (s.hf_users, s.hf_orgs, s.hf_admins) == (["alice", "bob"], ["lab"], ["carol"])
-    from hitl.auth import Access
+    from hitl.access import Access
     access = Access.from_settings(s)
     assert [access.hf.role_of(n, o) for n, o in [("carol", []), ("alice", []), ("dan", ["lab"]),
                                                  ("eve", ["x"])]] == [

@@ -8,13 +8,15 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from hitl import api
-from hitl.auth import BROWSER_ID_JS, Access, Authenticator, LoginThrottle
+from hitl.access import BROWSER_ID_JS, Access
+from hitl.auth import Authenticator
 from hitl.raw_calls import ForgetRawCalls
 from hitl.rest import PREFIX as REST_PREFIX
 from hitl.rest import Gate, build_api, gradio_cookie_user
 from hitl.service import Service
 from hitl.session import Session
 from hitl.settings import Settings
+from hitl.throttle import LoginThrottle
 from hitl.tokens import TokenChecker
 from hitl.ui import classes, classification, review, segmentation, session_tab
 
@@ -43,7 +45,7 @@ def build_app(session: Session, access: Access | None = None) -> gr.Blocks:
     with gr.Blocks(title="hitl") as demo:
         demo.hitl_service = service  # the REST API (launch) answers through the same one
         gr.Markdown("## hitl — label while the model learns")
-        if service.access.hf is not None:  # Sign in with Hugging Face (hitl/auth.py)
+        if service.access.hf is not None:  # Sign in with Hugging Face (hitl/access.py)
             gr.LoginButton()
             sign_in_md = gr.Markdown("Sign in with Hugging Face to label: the owner of this "
                                      "Space decides who may.", elem_id="sign-in-note")
