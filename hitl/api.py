@@ -48,7 +48,7 @@ def _str(value, name: str, limit: int = 200, optional: bool = False) -> str | No
 
 
 MAX_LIST = 1000
-TEXT_LIMITS = {"mask_png": 90_000_000}  # base64 of the 64 MB PNG limit (hitl/service.py)
+TEXT_LIMITS = {"mask_png": 90_000_000}  # base64 of the 64 MB PNG limit (hitl/service/)
 
 
 def _check(value, hint, name: str):

@@ -1,4 +1,4 @@
-"""The REST routes' view of the service layer (hitl/service.py): the same guarded Service,
+"""The REST routes' view of the service layer (hitl/service/): the same guarded Service,
 with the answer shapes the REST routes send (a view's REST keys, lists for lists).
 """
 from __future__ import annotations

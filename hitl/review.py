@@ -1,6 +1,6 @@
 """Review in bulk (issue 13): pages of one predicted class, suspect labels, more like this.
 
-The store-aware layer between the service (`hitl/service.py`) and the pure cores
+The store-aware layer between the service (`hitl/service/`) and the pure cores
 (`hitl/ml/suspects.py`, `hitl/ml/similar.py`). It reads the trainer's cached features and
 never touches the live model; suspect scores are refreshed by the trainer when it is idle
 (`SuspectRefresher`), so asking for suspects is one query.
@@ -376,7 +376,7 @@ def _refusal(exc: Exception) -> dict:
 
 
 class ReviewService:
-    """The review methods of the service layer (`hitl/service.py` mixes this in).
+    """The review methods of the service layer (`hitl/service/` mixes this in).
 
     Every method takes the caller first and answers a plain dict, {"ok": False, "error"} on
     refusal. Reviewing is labeling, so any logged-in role may do it; the caller's name is who
@@ -387,7 +387,7 @@ class ReviewService:
 
     @classmethod
     def of(cls, session) -> ReviewService:
-        """Standalone, until the one Service object of hitl/service.py mixes this class in."""
+        """Standalone, until the one Service object of hitl/service/ mixes this class in."""
         service = cls()
         service.session = session
         return service

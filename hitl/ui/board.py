@@ -37,6 +37,14 @@ CSS = """
 """
 
 
+def opening(prefix: str, strategies: tuple[str, ...] | list[str]) -> str:
+    """How every board starts: the task-lock note, then its body with the next-image controls
+    and the title line (the body's closing tag is the board's own)."""
+    return (f'<div id="{prefix}-lock" class="hb-lock" hidden></div>\n'
+            f'  <div class="hb-body">\n    {controls(prefix, strategies)}\n'
+            f'    <h3 id="{prefix}-title">Loading…</h3>')
+
+
 def controls(prefix: str, strategies: tuple[str, ...] | list[str]) -> str:
     """Strategy and class choosers and the go-to box, as the board's HTML."""
     options = "".join(f"<option>{html.escape(s)}</option>" for s in strategies)

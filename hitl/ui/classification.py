@@ -25,10 +25,7 @@ CSS = board.CSS + """
 """
 TEMPLATE = f"""
 <div class="hb">
-  <div id="cls-lock" class="hb-lock" hidden></div>
-  <div class="hb-body">
-    {board.controls("cls", CLASSIFICATION_STRATEGIES)}
-    <h3 id="cls-title">Loading…</h3>
+  {board.opening("cls", CLASSIFICATION_STRATEGIES)}
     <div class="hb-frame"><img id="cls-image" alt="" style="visibility:hidden"></div>
     <div id="cls-note" class="hb-note"></div>
     <div id="cls-buttons" class="hb-buttons"></div>

@@ -8,7 +8,7 @@
   const SYNC_MS = 2000;     // class list, lock and leases: one timer tick
   const $ = (sel) => element.querySelector(sel);
   const S = {
-    rev: null, epoch: null, classes: [], message: "",
+    rev: null, epoch: null, generation: 0, classes: [], message: "",
     shown: null,            // the item on screen ({image_id, src, ...}); painted once drawn
     waiting: false,         // a label moved on and the next image is still on its way
     queue: [], keys: [], sending: new Set(), fetching: false, chain: Promise.resolve(),
@@ -180,11 +180,13 @@
     const want = DEPTH - S.queue.length;
     if (want <= 0 && !S.waiting) return;
     S.fetching = true;
+    const generation = S.generation;
     let got = 0;
     try {
       const held = [S.shown, ...S.queue].filter(Boolean).map((i) => i.image_id);
       const r = await server.cls_take({ strategy: strategy(), class_name: chosenClass(),
                                         n: Math.max(want, 1), exclude: held.concat([...S.sending]) });
+      if (generation !== S.generation) return;  // restarted meanwhile: not ours
       if (!r || !r.ok) { if (S.waiting) showNothing((r && r.error) || "No answer."); return; }
       for (const item of r.items) {
         decoded(item);
@@ -198,13 +200,15 @@
     } catch (err) {
       if (S.waiting) showNothing("Could not fetch the next image: " + err);
     } finally {
+      // also after a failed or dropped fetch: a restart asked meanwhile must not be lost
       S.fetching = false;
+      if (S.refetch) { S.refetch = false; refill(); }
+      else if (got && S.queue.length < DEPTH) refill();
     }
-    if (S.refetch) { S.refetch = false; refill(); }
-    else if (got && S.queue.length < DEPTH) refill();
   }
 
   async function restart() {
+    S.generation += 1;
     // strategy or class changed, or a new session: drop what is held and fetch again
     const held = S.queue.map((i) => i.image_id);
     S.queue = []; S.keys = [];

@@ -1,6 +1,6 @@
 """Pieces both labeling tabs share: the image for display, messages.
 
-Who the caller is comes from `Service.caller_of(request)` (hitl/service.py), the one edge.
+Who the caller is comes from `Service.caller_of(request)` (hitl/service/), the one edge.
 """
 from __future__ import annotations
 

@@ -111,7 +111,7 @@ def parse_payload(text: str) -> tuple[list[int], str, list[int], dict[str, str]]
 
 def add_tab(service, caller_of=None) -> None:
     """The Review tab, registered by hitl/ui/app.py in one line; who asks comes from the
-    service layer's caller_of (hitl/service.py) unless given."""
+    service layer's caller_of (hitl/service/) unless given."""
     caller_of = caller_of or service.caller_of
     with gr.Tab("Review", id="review") as tab:
         parts = build(service, caller_of)

@@ -10,7 +10,7 @@
   const KEEP = 255;  // an edit pixel the labeler did not touch
   const $ = (sel) => element.querySelector(sel);
   const S = {
-    rev: null, epoch: null, classes: [], message: "", brush: 0, eraser: false,
+    rev: null, epoch: null, generation: 0, classes: [], message: "", brush: 0, eraser: false,
     size: null, opacity: 0.5, overlay: false,
     shown: null, waiting: false, queue: [], sending: new Set(), fetching: false,
     chain: Promise.resolve(), token: 0, stopped: false, stroke: null,
@@ -321,12 +321,14 @@
     const want = DEPTH - S.queue.length;
     if (want <= 0 && !S.waiting) return;
     S.fetching = true;
+    const generation = S.generation;
     let got = 0;
     try {
       const held = [S.shown, ...S.queue].filter(Boolean).map((i) => i.image_id);
       const r = await server.seg_take({ strategy: $(".hb-strategy").value,
         class_name: $(".hb-class").value || null, n: Math.max(want, 1),
         exclude: held.concat([...S.sending]) });
+      if (generation !== S.generation) return;  // restarted meanwhile: not ours
       if (!r || !r.ok) { if (S.waiting) showNothing((r && r.error) || "No answer."); return; }
       for (const item of r.items) S.queue.push(await prepare(item));
       got = r.items.length;
@@ -337,13 +339,15 @@
     } catch (err) {
       if (S.waiting) showNothing("Could not fetch the next image: " + err);
     } finally {
+      // also after a failed or dropped fetch: a restart asked meanwhile must not be lost
       S.fetching = false;
+      if (S.refetch) { S.refetch = false; refill(); }
+      else if (got && S.queue.length < DEPTH) refill();
     }
-    if (S.refetch) { S.refetch = false; refill(); }
-    else if (got && S.queue.length < DEPTH) refill();
   }
 
   function restart() {
+    S.generation += 1;
     const held = S.queue.map((i) => i.image_id);
     S.queue = [];
     if (held.length) server.seg_release({ ids: held });

@@ -46,10 +46,7 @@ CSS = board.CSS + """
 """
 TEMPLATE = f"""
 <div class="hb">
-  <div id="seg-lock" class="hb-lock" hidden></div>
-  <div class="hb-body">
-    {board.controls("seg", SEGMENTATION_STRATEGIES)}
-    <h3 id="seg-title">Loading…</h3>
+  {board.opening("seg", SEGMENTATION_STRATEGIES)}
     <div id="seg-classes" class="hb-buttons"></div>
     <div class="hb-tools">
       <label>Brush size <input type="range" id="seg-size" min="1" max="120" value="12">
