@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import gradio as gr
 
@@ -20,6 +21,7 @@ from hitl.ui.common import page_request, parse_id
 
 log = logging.getLogger(__name__)
 MAX_TAKE = 8
+FEED_JS = Path(__file__).with_name("board_feed.js").read_text()
 MAX_HELD = 32
 
 CSS = """
@@ -35,6 +37,11 @@ CSS = """
 .hb-warn { color: #b00020; font-weight: 600; }
 .hb-lock { padding: 12px; background: #fff3cd; border-radius: 6px; }
 """
+
+
+def script(name: str) -> str:
+    """A board's browser code (gr.HTML js_on_load), after the part both boards share."""
+    return FEED_JS + Path(__file__).with_name(name).read_text()
 
 
 def opening(prefix: str, strategies: tuple[str, ...] | list[str]) -> str:

@@ -1,8 +1,6 @@
 """The Classification tab: one button per class, keys 1-0, the next image chosen for you."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 
 from hitl.service import Service, require
@@ -17,7 +15,7 @@ LEGEND = ("**Keys** — `1`…`9`, `0`: label with class 1…10 and go on · `S`
           "`G`: go to id")
 
 
-BOARD_JS = (Path(__file__).with_name("cls_board.js")).read_text()
+BOARD_JS = board.script("cls_board.js")
 CSS = board.CSS + """
 .hb-frame { height: 440px; display: flex; align-items: center; justify-content: center;
   background: #f4f4f4; border-radius: 6px; }

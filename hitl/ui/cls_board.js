@@ -5,7 +5,6 @@
 // drawn from. A refused or failed send puts that image back on screen with the reason.
 (() => {
   const DEPTH = 3;          // images kept ready in the browser
-  const SYNC_MS = 2000;     // class list, lock and leases: one timer tick
   const $ = (sel) => element.querySelector(sel);
   const S = {
     rev: null, epoch: null, generation: 0, classes: [], message: "",
@@ -16,15 +15,7 @@
   };
   const log = window.__hitlLog = window.__hitlLog || { displayed: [], sent: [] };
 
-  const esc = (t) => String(t == null ? "" : t).replace(/[&<>"']/g,
-    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
-  const note = (text, warn) => {
-    const el = $("#cls-note");
-    el.textContent = text || "";
-    el.classList.toggle("hb-warn", !!warn);
-  };
-  const strategy = () => $(".hb-strategy").value;
-  const chosenClass = () => $(".hb-class").value || null;
+  const esc = hitlEsc, note = hitlNote("cls");  // hitl/ui/board_feed.js
 
   function renderButtons() {
     const box = $("#cls-buttons");
@@ -173,79 +164,13 @@
     show(r.item);
   }
 
-  // ---- the images kept ready ----------------------------------------------------------------
-  async function refill(restart) {
-    if (S.stopped || S.message || !S.classes) return;
-    if (S.fetching) { if (restart) S.refetch = true; return; }
-    const want = DEPTH - S.queue.length;
-    if (want <= 0 && !S.waiting) return;
-    S.fetching = true;
-    const generation = S.generation;
-    let got = 0;
-    try {
-      const held = [S.shown, ...S.queue].filter(Boolean).map((i) => i.image_id);
-      const r = await server.cls_take({ strategy: strategy(), class_name: chosenClass(),
-                                        n: Math.max(want, 1), exclude: held.concat([...S.sending]) });
-      if (generation !== S.generation) return;  // restarted meanwhile: not ours
-      if (!r || !r.ok) { if (S.waiting) showNothing((r && r.error) || "No answer."); return; }
-      for (const item of r.items) {
-        decoded(item);
-        S.queue.push(item);
-      }
-      got = r.items.length;
-      if (S.waiting) {
-        if (S.queue.length) show(S.queue.shift());
-        else { S.waiting = false; showNothing(r.note || "No images left to label."); }
-      }
-    } catch (err) {
-      if (S.waiting) showNothing("Could not fetch the next image: " + err);
-    } finally {
-      // also after a failed or dropped fetch: a restart asked meanwhile must not be lost
-      S.fetching = false;
-      if (S.refetch) { S.refetch = false; refill(); }
-      else if (got && S.queue.length < DEPTH) refill();
-    }
-  }
-
-  async function restart() {
-    S.generation += 1;
-    // strategy or class changed, or a new session: drop what is held and fetch again
-    const held = S.queue.map((i) => i.image_id);
-    S.queue = []; S.keys = [];
-    if (held.length) server.cls_release({ ids: held });
-    S.waiting = true;
-    if (S.shown && S.shown.label == null && !S.shown.skipped) S.queue.push(S.shown);
-    if (S.queue.length) show(S.queue.shift());
-    else showNothing();
-    refill(true);
-  }
-
-  // ---- the class list, the lock and the leases, every tick ---------------------------------
-  async function sync() {
-    if (S.stopped) return;
-    if (!element.isConnected) { S.stopped = true; return; }
-    let r;
-    try {
-      const held = [S.shown, ...S.queue].filter(Boolean).map((i) => i.image_id);
-      r = await server.cls_sync({ held });
-    } catch (err) { return; }
-    if (!r) return;
-    const lock = $("#cls-lock");
-    const wasLocked = !!S.message;
-    S.message = r.message || "";
-    lock.textContent = S.message;
-    lock.hidden = !S.message;
-    $(".hb-body").hidden = !!S.message;
-    const newSession = S.epoch !== null && r.epoch !== S.epoch;
-    S.epoch = r.epoch;
-    if (r.rev !== S.rev) {
-      S.rev = r.rev; S.classes = r.classes;
-      renderButtons();
-    }
-    if (S.message) { S.keys = []; return; }
-    if (newSession) { S.shown = null; S.queue = []; restart(); return; }
-    if (wasLocked) { S.waiting = true; refill(); }
-  }
+  // ---- the images kept ready, and the tick (hitl/ui/board_feed.js) ------------------------
+  const { refill, restart, sync, start } = hitlFeed(S, {
+    prefix: "cls", depth: DEPTH, take: (a) => server.cls_take(a),
+    release: (a) => server.cls_release(a), sync: (a) => server.cls_sync(a),
+    prepare: (item) => { decoded(item); return item; }, show, showNothing,
+    keep: (item) => item.label == null && !item.skipped, classesChanged: renderButtons,
+  });
 
   // ---- wiring --------------------------------------------------------------------------------
   element.addEventListener("click", (ev) => {
@@ -270,7 +195,7 @@
     if (ev.key === "Escape") gotoBox.blur();
   });
   $(".hb-strategy").addEventListener("change", () => restart());
-  $(".hb-class").addEventListener("change", () => { if (strategy() === "class") restart(); });
+  $(".hb-class").addEventListener("change", () => { if ($(".hb-strategy").value === "class") restart(); });
 
   window.hitlBoard = {
     element,
@@ -286,9 +211,5 @@
     state: S,
   };
   showNothing();
-  sync().then(() => { if (!S.message) { S.waiting = true; refill(); } });
-  const timer = setInterval(() => {
-    if (S.stopped) clearInterval(timer);
-    else if (!window.hitlBoard.pause) sync();  // paused only by tests
-  }, SYNC_MS);
+  start(() => window.hitlBoard.pause);  // paused only by tests
 })();

@@ -6,7 +6,6 @@
 // the next image at once; a refused or failed save brings that image and its paint back.
 (() => {
   const DEPTH = 2;
-  const SYNC_MS = 2000;
   const KEEP = 255;  // an edit pixel the labeler did not touch
   const $ = (sel) => element.querySelector(sel);
   const S = {
@@ -19,13 +18,7 @@
   const layer = $("#seg-canvas"), over = $("#seg-pred");
   const lctx = layer.getContext("2d"), octx = over.getContext("2d");
 
-  const esc = (t) => String(t == null ? "" : t).replace(/[&<>"']/g,
-    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
-  const note = (text, warn) => {
-    const el = $("#seg-note");
-    el.textContent = text || "";
-    el.classList.toggle("hb-warn", !!warn);
-  };
+  const esc = hitlEsc, note = hitlNote("seg");  // hitl/ui/board_feed.js
   const rgb = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
 
   // ---- class positions <-> pixels ------------------------------------------------------
@@ -315,75 +308,18 @@
     show(await prepare(r.item));
   }
 
-  async function refill(again) {
-    if (S.stopped || S.message) return;
-    if (S.fetching) { if (again) S.refetch = true; return; }
-    const want = DEPTH - S.queue.length;
-    if (want <= 0 && !S.waiting) return;
-    S.fetching = true;
-    const generation = S.generation;
-    let got = 0;
-    try {
-      const held = [S.shown, ...S.queue].filter(Boolean).map((i) => i.image_id);
-      const r = await server.seg_take({ strategy: $(".hb-strategy").value,
-        class_name: $(".hb-class").value || null, n: Math.max(want, 1),
-        exclude: held.concat([...S.sending]) });
-      if (generation !== S.generation) return;  // restarted meanwhile: not ours
-      if (!r || !r.ok) { if (S.waiting) showNothing((r && r.error) || "No answer."); return; }
-      for (const item of r.items) S.queue.push(await prepare(item));
-      got = r.items.length;
-      if (S.waiting) {
-        if (S.queue.length) show(S.queue.shift());
-        else { S.waiting = false; showNothing(r.note || "No images left to label."); }
-      }
-    } catch (err) {
-      if (S.waiting) showNothing("Could not fetch the next image: " + err);
-    } finally {
-      // also after a failed or dropped fetch: a restart asked meanwhile must not be lost
-      S.fetching = false;
-      if (S.refetch) { S.refetch = false; refill(); }
-      else if (got && S.queue.length < DEPTH) refill();
-    }
-  }
-
-  function restart() {
-    S.generation += 1;
-    const held = S.queue.map((i) => i.image_id);
-    S.queue = [];
-    if (held.length) server.seg_release({ ids: held });
-    if (S.shown && !S.shown.edited && S.shown.label == null) S.queue.push(S.shown);
-    S.waiting = true;
-    if (S.queue.length) show(S.queue.shift()); else showNothing();
-    refill(true);
-  }
-
-  async function sync() {
-    if (S.stopped) return;
-    if (!element.isConnected) { S.stopped = true; return; }
-    let r;
-    try {
-      const held = [S.shown, ...S.queue].filter(Boolean).map((i) => i.image_id);
-      r = await server.seg_sync({ held });
-    } catch (err) { return; }
-    if (!r) return;
-    const wasLocked = !!S.message;
-    S.message = r.message || "";
-    const lock = $("#seg-lock");
-    lock.textContent = S.message; lock.hidden = !S.message;
-    $(".hb-body").hidden = !!S.message;
-    const newSession = S.epoch !== null && r.epoch !== S.epoch;
-    S.epoch = r.epoch;
-    if (r.rev !== S.rev) {
-      S.rev = r.rev; S.classes = r.classes;
+  // ---- the images kept ready, and the tick (hitl/ui/board_feed.js) ------------------------
+  const { refill, restart, sync, start } = hitlFeed(S, {
+    prefix: "seg", depth: DEPTH, take: (a) => server.seg_take(a),
+    release: (a) => server.seg_release(a), sync: (a) => server.seg_sync(a),
+    prepare, show, showNothing, keep: (item) => !item.edited && item.label == null,
+    classesChanged() {
       if (S.brush >= S.classes.length) S.brush = 0;
       for (const item of S.queue) remap(item);
       if (S.shown) remap(S.shown);
       renderTools(); redraw();
-    }
-    if (S.message) return;
-    if (newSession) { S.shown = null; S.queue = []; restart(); return; }
-    if (wasLocked) { S.waiting = true; refill(); }
-  }
+    },
+  });
 
   // ---- wiring --------------------------------------------------------------------------------
   element.addEventListener("click", (ev) => {
@@ -445,9 +381,5 @@
     state: S,
   };
   showNothing();
-  sync().then(() => { if (!S.message) { S.waiting = true; refill(); } });
-  const timer = setInterval(() => {
-    if (S.stopped) clearInterval(timer);
-    else if (!window.hitlSeg.pause) sync();  // paused only by tests
-  }, SYNC_MS);
+  start(() => window.hitlSeg.pause);  // paused only by tests
 })();

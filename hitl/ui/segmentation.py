@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -32,7 +31,7 @@ LEGEND = ("**Keys** — `1`…`0`: brush class · `E`: eraser · `[` / `]`: brus
           "`Enter`: save and go on · `S`: skip · `A`: the prediction as the mask, to correct · "
           "`M`: prediction overlay on/off · `N` / `B`: next / previous id · `U`: undo · "
           "`G`: go to id")
-BOARD_JS = (Path(__file__).with_name("seg_board.js")).read_text()
+BOARD_JS = board.script("seg_board.js")
 CSS = board.CSS + """
 .hb-stage { position: relative; max-height: 560px; max-width: 100%; margin: 0 auto;
   background: #f4f4f4; touch-action: none; user-select: none; }
