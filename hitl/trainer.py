@@ -191,12 +191,14 @@ class Trainer:
             more = False
             try:
                 key = self._wanted_key()
-                if self._force.is_set() or key != self._learner_key:
+                if self._force.is_set() or key != self._learner_key or self._learner is None:
                     self._force.clear()
                     self._learner = None
                     self._published = {}
-                    self._learner = self._make_learner(key)
+                    # the key first: a learner that cannot be built (an unknown backbone) is
+                    # tried again on the next change, not in a loop that spins on the error
                     self._learner_key = key
+                    self._learner = self._make_learner(key)
                     self.update(task=key[0], mode=key[1], backbone=key[2], error=None)
                     seen = -1
                 revision = self.store.revision

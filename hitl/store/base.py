@@ -34,6 +34,10 @@ class StoreBase:
         self._pred_cache: dict[str, np.ndarray] | None = None
         self._orders: tuple[dict, dict] | None = None       # (pred cache, its score orders)
         self._blocked: tuple[int, np.ndarray, np.ndarray] | None = None  # see open_index
+        # read on every key press, changed only through this store: kept in memory, loaded
+        # again after a write (see _cached)
+        self._settings_cache: dict[str, str] | None = None
+        self._classes_cache: list | None = None
         self._migrate()
         self.revision = self._one("SELECT coalesce(max(id), 0) FROM events")
         # bumped by every class change; pages send it back with each action (see hitl/seen.py)
@@ -71,8 +75,22 @@ class StoreBase:
             return result
 
     def _classes_changed(self) -> None:
+        self._classes_cache = None
         self.class_revision += 1
         self._touch()
+
+    def _cached(self, name: str, load):
+        """An in-memory copy of a small table only this store writes. A miss loads it under
+        the write lock, so it never reads inside a write, and every write drops the copy after
+        its commit: a copy is never older than the last write."""
+        value = getattr(self, name)
+        if value is None:
+            with self._write_lock:
+                value = getattr(self, name)
+                if value is None:
+                    value = load()
+                    setattr(self, name, value)
+        return value
 
     def _touch(self) -> None:
         with self.changed:
@@ -118,12 +136,17 @@ class StoreBase:
 
     # ---- settings ------------------------------------------------------------------------
     def get_setting(self, key: str, default: str | None = None) -> str | None:
-        value = self._one("SELECT value FROM settings WHERE key = ?", [key])
+        settings = self._cached("_settings_cache",
+                                lambda: dict(self._rows("SELECT key, value FROM settings")))
+        value = settings.get(key)
         return default if value is None else value
 
     def set_setting(self, key: str, value: str) -> None:
-        self._write(lambda cur: cur.execute(
-            "INSERT OR REPLACE INTO settings VALUES (?, ?)", [key, value]))
+        try:
+            self._write(lambda cur: cur.execute(
+                "INSERT OR REPLACE INTO settings VALUES (?, ?)", [key, value]))
+        finally:
+            self._settings_cache = None
 
     def task(self) -> str | None:
         return self.get_setting("task")
@@ -137,5 +160,8 @@ class StoreBase:
             cur.execute("INSERT INTO settings VALUES ('task', ?)", [task])
             self._event(cur, user, "task", detail={"task": task})
             return task
-        return self._write(lock)
+        try:
+            return self._write(lock)
+        finally:
+            self._settings_cache = None
 

@@ -23,17 +23,17 @@ class Classes:
 
     # ---- classes -------------------------------------------------------------------------
     def classes(self) -> list[ClassRow]:
-        return [ClassRow(*r) for r in self._rows(
-            f"SELECT {CLASS_COLUMNS} FROM classes ORDER BY position, id")]
+        """In order; read on every key press, so kept in memory between class changes."""
+        return list(self._cached("_classes_cache", lambda: [ClassRow(*r) for r in self._rows(
+            f"SELECT {CLASS_COLUMNS} FROM classes ORDER BY position, id")]))
 
     def mask_values(self) -> imaging.MaskValues:
         """The table between stored mask values, class positions and export indices."""
         return imaging.MaskValues.of(self.classes())
 
     def class_by_name(self, name: str) -> ClassRow | None:
-        rows = self._rows(f"SELECT {CLASS_COLUMNS} FROM classes "
-                          "WHERE lower(name) = lower(?)", [name.strip()])
-        return ClassRow(*rows[0]) if rows else None
+        wanted = name.strip().lower()
+        return next((c for c in self.classes() if c.name.lower() == wanted), None)
 
     def _check_unique(self, cur, name: str, except_id: int | None = None) -> None:
         clash = cur.execute("SELECT name FROM classes WHERE lower(name) = lower(?) AND id <> ?",
