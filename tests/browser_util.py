@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -49,3 +50,64 @@ def chromium(width: int = 1000, height: int = 1000):
         if driver is not None:
             driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@contextmanager
+def browser(width: int = 1000, height: int = 1000):
+    """The tests' browser: the README's test command installs Chromium, so its absence is a
+    failure, not a skip."""
+    import pytest
+    why_not = browser_available()
+    if why_not is not None:
+        pytest.fail(f"browser tests need Chromium: {why_not}")
+    with chromium(width, height) as driver:
+        yield driver
+
+
+# ---- reading and driving a labeling board ----------------------------------------------------
+TITLE = re.compile(r"Image (\d+) · (\S+)")
+
+
+def title_id(driver, elem_id: str) -> int | None:
+    """The image id in a tab's title, or None while it shows no image."""
+    from selenium.webdriver.common.by import By
+    try:
+        text = driver.find_element(By.ID, elem_id).text
+    except Exception:  # noqa: BLE001 - re-rendered while read: try again
+        return None
+    m = TITLE.search(" ".join(text.split()))
+    return int(m.group(1)) if m else None
+
+
+def wait_title(driver, elem_id: str, predicate, what: str) -> int:
+    """Wait until the title shows an image id for which predicate(id) holds; return it."""
+    from selenium.webdriver.support.ui import WebDriverWait
+    found = {}
+
+    def check(d):
+        image_id = title_id(d, elem_id)
+        if image_id is not None and predicate(image_id):
+            found["id"] = image_id
+            return True
+        return False
+    try:
+        WebDriverWait(driver, WAIT, poll_frequency=0.1).until(check)
+    except Exception as exc:
+        shot = f"/tmp/hitl-browser-{elem_id}.png"
+        driver.save_screenshot(shot)
+        raise AssertionError(f"{what}: title is {title_id(driver, elem_id)!r} "
+                             f"(screenshot {shot})") from exc
+    return found["id"]
+
+
+def press(driver, key: str) -> None:
+    """A key pressed on the page itself, with no input focused (as a labeler does)."""
+    from selenium.webdriver.common.by import By
+    driver.execute_script("if (document.activeElement) document.activeElement.blur();")
+    driver.find_element(By.TAG_NAME, "body").send_keys(key)
+
+
+def label_count(store) -> int:
+    return len(store.labeled_pairs()[0])
+
+

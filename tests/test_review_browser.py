@@ -7,16 +7,13 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser_util import WAIT, browser_available, chromium
+from tests.browser_util import WAIT, browser
 from tests.conftest import wait_for
 
 
 @pytest.fixture(scope="module")
 def driver():
-    why_not = browser_available()
-    if why_not is not None:  # the README's test command installs them: a failure, not a skip
-        pytest.fail(f"browser tests need Chromium: {why_not}")
-    with chromium(width=1200, height=1000) as d:
+    with browser(width=1200, height=1000) as d:
         yield d
 
 
