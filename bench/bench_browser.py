@@ -22,10 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import REPO, AppProcess, Report, fresh_dir, parser, summary  # noqa: E402
 
-KEY_TO_IMAGE = """
-const [key, done] = arguments;
-const log = window.__hitlLog.displayed, n = log.length, t0 = performance.now();
-document.body.dispatchEvent(new KeyboardEvent("keydown", {key, bubbles: true}));
+# JS tail shared by both measures: resolve with the ms until the next image is displayed
+# (`log` and `n` set before the action, which starts the clock)
+UNTIL_NEXT_DISPLAYED = """
 const check = () => {
   if (log.length > n) done(log[n].at - t0);
   else if (performance.now() - t0 > 20000) done(null);
@@ -33,6 +32,12 @@ const check = () => {
 };
 check();
 """
+
+KEY_TO_IMAGE = """
+const [key, done] = arguments;
+const log = window.__hitlLog.displayed, n = log.length, t0 = performance.now();
+document.body.dispatchEvent(new KeyboardEvent("keydown", {key, bubbles: true}));
+""" + UNTIL_NEXT_DISPLAYED
 
 STROKE_AND_SAVE = """
 const [done] = arguments;
@@ -45,13 +50,7 @@ for (let i = 1; i <= 10; i++) at(0.2 + 0.06 * i, 0.5, "pointermove");
 at(0.8, 0.5, "pointerup");
 const log = window.__hitlSegLog.displayed, n = log.length, t0 = performance.now();
 document.body.dispatchEvent(new KeyboardEvent("keydown", {key: "Enter", bubbles: true}));
-const check = () => {
-  if (log.length > n) done(log[n].at - t0);
-  else if (performance.now() - t0 > 20000) done(null);
-  else setTimeout(check, 1);
-};
-check();
-"""
+""" + UNTIL_NEXT_DISPLAYED
 
 READY = """
 const s = window.%s && window.%s.state;

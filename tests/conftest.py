@@ -42,6 +42,16 @@ def make_settings(tmp_path: Path, **overrides) -> Settings:
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One intra-op thread: on a busy 2-core box, 2 threads wait on each other, 10x slower."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def settings_factory(tmp_path):
     return lambda **kw: make_settings(tmp_path, **kw)
 

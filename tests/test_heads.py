@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from hitl.ml.heads import (
     LinearHead,
@@ -15,14 +14,7 @@ from hitl.ml.heads import (
     train_seg_head,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a busy 2-core box, 2 threads wait on each other, 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def blobs(n: int, k: int, c: int = 32, seed: int = 0, spread: float = 3.0):

@@ -2,19 +2,12 @@
 
 import numpy as np
 import pytest
-import torch
 
 from hitl.ml.heads import mask_to_patch_targets
 from hitl.ml.similar import nearest
 from hitl.ml.suspects import classification_oos, fold_of, labeled_iou, segmentation_oos
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def blobs(n: int, k: int, c: int = 32, seed: int = 0):
