@@ -26,7 +26,7 @@ from PIL import Image
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hitl.rest_service import Caller, Service
+from hitl.rest_service import Caller, RestView
 from hitl.session import Session
 from hitl.tokens import TokenChecker
 
@@ -51,7 +51,7 @@ class Gate:
     allow_anonymous: bool = False
     cookie_user: object = None  # request -> username from Gradio's login cookie, or None
 
-    def caller(self, request: Request, service: Service) -> Caller:
+    def caller(self, request: Request, service: RestView) -> Caller:
         header = request.headers.get("authorization", "")
         if header:
             scheme, _, token = header.partition(" ")
@@ -96,7 +96,7 @@ def gradio_cookie_user(blocks) -> callable:
 
 @dataclass
 class Ctx:
-    service: Service
+    service: RestView
     caller: Caller
     session: Session
 
@@ -343,7 +343,7 @@ def build_api(session: Session, gate: Gate, service=None) -> FastAPI:
                   openapi_url="/openapi.json", redoc_url=None,
                   description="Label images while a model learns. Same server, port and "
                               "logins as the page; see the README's API section.")
-    api.state.service = Service(session, service)
+    api.state.service = RestView(session, service)
     api.state.gate = gate
     api.include_router(router)
     api.add_middleware(ServerTiming)

@@ -10,20 +10,19 @@ from hitl.service import Service as GuardedService
 from hitl.session import Session
 from hitl.store import StoreError
 
-__all__ = ["Caller", "Service"]
+__all__ = ["Caller", "RestView"]
 
 
-def _refusal(exc: Exception) -> dict:
-    return {"ok": False, "error": str(exc)}
+class RestView:
+    """The guarded Service, answering in the REST routes' shapes; any method not reshaped
+    here (labels, skips, undo, stats, review) is the Service's own, through __getattr__."""
 
-
-class Service:
     def __init__(self, session: Session, service: GuardedService | None = None):
         self.session = session
         self.service = service or GuardedService(session)
 
     def __getattr__(self, name: str):
-        """Everything else (the review methods) as the guarded Service answers it."""
+        """Everything not reshaped here, as the guarded Service answers it."""
         return getattr(self.__dict__["service"], name)
 
     def caller(self, name: str | None) -> Caller:
@@ -60,30 +59,12 @@ class Service:
             return result | {"status": 404}
         return {"ok": True, "mask": result["mask"], "model_version": result["model_version"]}
 
-    def annotate(self, caller: Caller, image_id: int, label: str) -> dict:
-        return self.service.annotate(caller, image_id, label)
-
     def annotate_next(self, caller: Caller, image_id: int, label: str, strategy: str,
                       class_name: str | None = None) -> dict:
         result = self.service.annotate_next(caller, image_id, label, strategy, class_name)
         if result.get("ok") and isinstance(result.get("next"), dict):
             result["next"] = self._view(result["next"])
         return result
-
-    def annotate_mask(self, caller: Caller, image_id: int, positions: np.ndarray) -> dict:
-        return self.service.annotate_positions(caller, image_id, positions)
-
-    def annotate_mask_png(self, caller: Caller, image_id: int, data: bytes) -> dict:
-        return self.service.annotate_mask_png(caller, image_id, data)
-
-    def skip(self, caller: Caller, image_id: int) -> dict:
-        return self.service.skip(caller, image_id)
-
-    def undo(self, caller: Caller) -> dict:
-        return self.service.undo(caller)
-
-    def stats(self, caller: Caller, live_window: int = 50) -> dict:
-        return self.service.stats(caller, live_window)
 
     def predictions(self, caller: Caller, limit: int = 100) -> list[dict] | dict:
         result = self.service.predictions(caller, limit)

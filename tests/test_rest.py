@@ -237,8 +237,8 @@ def test_without_logins_only_local_clients(session_factory):
     from starlette.requests import Request
 
     from hitl.rest import ApiError, Gate
-    from hitl.rest_service import Service
-    service = Service(session_factory(train=False))
+    from hitl.rest_service import RestView
+    service = RestView(session_factory(train=False))
 
     def request(host: str) -> Request:
         return Request({"type": "http", "headers": [], "client": (host, 5000)})
