@@ -26,6 +26,7 @@ from PIL import Image
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hitl.access import login_cookie_user
 from hitl.rest_service import Caller, RestView
 from hitl.session import Session
 from hitl.tokens import TokenChecker
@@ -85,12 +86,7 @@ def _is_local(request: Request) -> bool:
 def gradio_cookie_user(blocks) -> callable:
     """request -> the user Gradio's login cookie names (the cookie the page's login sets)."""
     def user(request: Request) -> str | None:
-        app = getattr(blocks, "server_app", None)
-        if app is None:
-            return None
-        token = (request.cookies.get(f"access-token-{app.cookie_id}")
-                 or request.cookies.get(f"access-token-unsecure-{app.cookie_id}"))
-        return app.tokens.get(token) if token else None
+        return login_cookie_user(getattr(blocks, "server_app", None), request.cookies)
     return user
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import gradio as gr
 from PIL import Image
 
+from hitl.access import login_cookie_user
 from hitl.imaging import ImageError, load_image
 from hitl.session import Session
 
@@ -53,11 +54,8 @@ def page_request(request) -> gr.Request:
         if inspect.isawaitable(name):  # an async dependency cannot be awaited on this thread
             name.close()
             name = None
-    elif app is not None and hasattr(app, "tokens"):
-        cookies = request.cookies
-        token = cookies.get(f"access-token-{app.cookie_id}") or \
-            cookies.get(f"access-token-unsecure-{app.cookie_id}")
-        name = app.tokens.get(token)
+    else:
+        name = login_cookie_user(app, request.cookies)
     # a Hugging Face sign-in is read from the wrapped request by Service.caller_of
     return gr.Request(request=request, username=name)
 
