@@ -196,3 +196,67 @@ def test_leases_keep_images_apart_and_expire(tmp_path):
     time.sleep(0.3)
     assert store.lease_first([3], "bob", 60) == 3  # expired lease frees the image
     store.close()
+
+
+def test_old_leases_table_is_dropped_and_leases_live_in_memory(tmp_path):
+    path = tmp_path / "v4.duckdb"
+    Store(path).close()
+    con = duckdb.connect(str(path))  # a session written before leases moved to memory
+    con.execute("DELETE FROM schema_version WHERE version = 5")
+    con.execute('CREATE TABLE leases (image_id INTEGER PRIMARY KEY, "user" VARCHAR, '
+                "expires_at TIMESTAMP)")
+    con.close()
+    store = Store(path)
+    assert store.schema_version() == SCHEMA_VERSION
+    assert not store._rows("SELECT 1 FROM information_schema.tables "
+                           "WHERE table_name = 'leases'")
+    add_images(store, 2)
+    assert store.lease_first([1, 2], "ann", 60) == 1 and store.lease_holder(1) == "ann"
+    store.close()
+    assert Store(path).lease_holder(1) is None  # a reservation, not data: gone on restart
+
+
+def test_the_next_image_is_never_one_just_labeled_skipped_or_masked(tmp_path):
+    """The open flags are kept in step by each write (not read again per key press): every
+    way of closing an image must take it out of the next image's candidates at once."""
+    store = Store(tmp_path / "o.duckdb")
+    add_images(store, 6)
+    cat = store.add_class("cat").id
+    everything = list(range(1, 7))
+    assert store.lease_first(everything, "ann", 60) == 1
+    store.set_label(1, cat, "ann")
+    assert store.lease_holder(1) is None  # labeling ends the lease
+    store.skip(2, "ann")
+    store.set_mask(3, np.ones((48, 64), np.uint8), "ann")
+    store.set_labels([4], [cat], user="import")
+    assert [store.is_open(i) for i in everything] == [False] * 4 + [True] * 2
+    assert store.lease_first(everything, "bob", 60) == 5
+    # save + next in one call: the label and the next lease see the same state
+    assert store.set_label(5, cat, "bob", then_lease=everything) == 6
+    assert store.lease_first(everything, "ann", 60) is None
+    # undo reopens: the flags are read again
+    assert store.undo("bob") == 5 and store.is_open(5)
+    assert store.lease_first(everything, "ann", 60) == 5
+    store.close()
+
+
+def test_image_rows_come_from_memory_and_follow_changes(tmp_path):
+    store = Store(tmp_path / "c.duckdb")
+    add_images(store, 2)
+    row = store.image(2)
+    assert (row.id, row.filename, row.width, row.height, row.readable) == (2, "00001.png", 64,
+                                                                             48, True)
+    assert store.image(3) is None and store.image(0) is None
+    store.add_images(pd.DataFrame({"path": ["/bad.png"], "filename": ["bad.png"],
+                                   "width": pd.array([None], dtype="Int32"),
+                                   "height": pd.array([None], dtype="Int32"),
+                                   "readable": [False], "error": ["not an image"]}))
+    bad = store.image(3)
+    assert (bad.width, bad.height, bad.readable, bad.error) == (None, None, False,
+                                                                "not an image")
+    store.mark_unreadable(2, "truncated")
+    assert store.image(2).error == "truncated" and store.readable_image_ids().tolist() == [1]
+    assert store.image_state(1)["label"] is None
+    store.set_label(1, store.add_class("cat").id, "ann")
+    assert store.image_state(1)["label"] == store.class_by_name("cat").id
+    store.close()

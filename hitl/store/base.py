@@ -13,6 +13,7 @@ import numpy as np
 from hitl.store.common import (
     StoreError,
 )
+from hitl.store.lease_book import LeaseBook
 from hitl.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 
@@ -30,7 +31,7 @@ class StoreBase:
         self._closed = False
         self.changed = threading.Condition()
         # next_image runs on every key press: keep the two big arrays it needs in memory
-        self._readable_ids: np.ndarray | None = None
+        self._images_cache: dict[str, np.ndarray] | None = None  # see Images._catalogue
         self._pred_cache: dict[str, np.ndarray] | None = None
         self._orders: tuple[dict, dict] | None = None       # (pred cache, its score orders)
         self._blocked: tuple[int, np.ndarray, np.ndarray] | None = None  # see open_index
@@ -38,6 +39,8 @@ class StoreBase:
         # again after a write (see _cached)
         self._settings_cache: dict[str, str] | None = None
         self._classes_cache: list | None = None
+        self._memo: dict = {}  # small answers kept until the next change (_per_revision)
+        self.lease_book = LeaseBook()  # reservations, in memory (hitl/store/lease_book.py)
         self._migrate()
         self.revision = self._one("SELECT coalesce(max(id), 0) FROM events")
         # bumped by every class change; pages send it back with each action (see hitl/seen.py)
@@ -74,10 +77,39 @@ class StoreBase:
                 raise
             return result
 
-    def _classes_changed(self) -> None:
-        self._classes_cache = None
-        self.class_revision += 1
-        self._touch()
+    def _change(self, fn, *args, done: Sequence[int] | None = None, classes: bool = False,
+                **kwargs):
+        """A write that changes labels, masks, skips or classes. The revision moves before the
+        write lock is let go, so whoever takes the lock next sees the database and the
+        revision agree: lease_first picks open images from flags cached by revision. `done`:
+        images the write only closed (labeled, masked, skipped), marked in those flags at once
+        and their leases ended."""
+        with self._write_lock:
+            before = self.revision
+            try:
+                result = self._write(fn, *args, **kwargs)
+            finally:
+                if classes:
+                    self._classes_cache = None
+            if classes:
+                self.class_revision += 1
+            self._touch()
+            if done is not None:
+                self._advance_blocked(before, done)
+                self.lease_book.drop(done)
+            return result
+
+    def _per_revision(self, key, load):
+        """A small answer (label counts, someone's last class) kept until the next change."""
+        revision = self.revision
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] == revision:
+            return hit[1]
+        value = load()
+        if len(self._memo) > 1024:
+            self._memo.clear()
+        self._memo[key] = (revision, value)
+        return value
 
     def _cached(self, name: str, load):
         """An in-memory copy of a small table only this store writes. A miss loads it under
@@ -153,6 +185,9 @@ class StoreBase:
 
     def lock_task(self, task: str, user: str = "local") -> str:
         """Set the session's task unless one is set already; returns the task in force."""
+        current = self.task()
+        if current is not None:  # every label asks: no transaction once the task is set
+            return current
         def lock(cur):
             current = cur.execute("SELECT value FROM settings WHERE key='task'").fetchone()
             if current:

@@ -60,8 +60,7 @@ class Classes:
                               [clean, chosen, top + 1, free_mask_value(values)]).fetchone()
             self._event(cur, user, "class_add", class_id=row[0], detail={"name": clean})
             return ClassRow(*row)
-        row = self._write(add)
-        self._classes_changed()
+        row = self._change(add, classes=True)
         return row
 
     def rename_class(self, class_id: int, name: str, user: str = "local") -> ClassRow:
@@ -75,8 +74,7 @@ class Classes:
             cur.execute("UPDATE classes SET name = ? WHERE id = ?", [clean, class_id])
             self._event(cur, user, "class_rename", class_id=class_id,
                         detail={"from": old[0], "to": clean})
-        self._write(rename)
-        self._classes_changed()
+        self._change(rename, classes=True)
         return next(c for c in self.classes() if c.id == class_id)
 
     def reorder_classes(self, ordered_ids: Sequence[int], user: str = "local") -> None:
@@ -88,8 +86,7 @@ class Classes:
             for position, class_id in enumerate(ordered_ids):
                 cur.execute("UPDATE classes SET position = ? WHERE id = ?", [position, class_id])
             self._event(cur, user, "class_reorder", detail={"order": list(ordered_ids)})
-        self._write(reorder)
-        self._classes_changed()
+        self._change(reorder, classes=True)
 
     def remove_class(self, class_id: int, user: str = "local") -> dict[str, int]:
         """Delete a class with its labels and its mask pixels, in one transaction."""
@@ -109,8 +106,7 @@ class Classes:
             self._event(cur, user, "class_remove", class_id=class_id,
                         detail={"name": row[0], "labels": len(labels), "masks": touched})
             return {"labels": len(labels), "masks": touched}
-        result = self._write(remove)
+        result = self._change(remove, classes=True)
         self._pred_cache = None
-        self._classes_changed()
         return result
 

@@ -34,28 +34,33 @@ class Labels:
              None if detail is None else json.dumps(detail), prev_class_id, prev_skipped,
              prev_png, batch_id])
 
-    def _require_image(self, cur, image_id: int) -> None:
-        if cur.execute("SELECT 1 FROM images WHERE id = ?", [image_id]).fetchone() is None:
+    def _require_image(self, image_id: int) -> None:
+        if self.image(image_id) is None:
             raise StoreError(f"There is no image with id {image_id}.")
 
-    def _prior_state(self, cur, image_id: int) -> tuple[int | None, bool, bytes | None]:
-        prev = cur.execute("SELECT class_id FROM labels WHERE image_id = ?", [image_id]).fetchone()
-        skipped = cur.execute("SELECT 1 FROM skips WHERE image_id = ?", [image_id]).fetchone()
-        png = cur.execute("SELECT png FROM masks WHERE image_id = ?", [image_id]).fetchone()
-        return (prev[0] if prev else None, skipped is not None, png[0] if png else None)
-
-    def _prior_rows(self, cur, image_id: int) -> dict:
-        """Who wrote the image's label, mask and skip, and when: kept in the event so undo
-        puts back exactly those rows, not copies in the undoer's name."""
+    def _prior(self, cur, image_id: int, png: bool = False) -> tuple[int | None, bool,
+                                                                     bytes | None, dict]:
+        """What the image holds before a write: its class, whether it is skipped, its mask PNG
+        (when `png`), and who wrote its label, mask and skip, and when (kept in the event so
+        undo puts back exactly those rows, not copies in the undoer's name). An open image
+        (the usual case: the next image) holds nothing, and costs no query."""
+        if self.is_open(image_id):
+            return None, False, None, {}
+        row = cur.execute(
+            "SELECT l.class_id, l.\"user\", l.created_at, l.shown_class_id, "
+            "l.shown_model_version, l.source, m.\"user\", m.created_at, "
+            f"{'m.png' if png else 'NULL'}, s.\"user\", s.created_at FROM (SELECT $id AS id) x "
+            "LEFT JOIN labels l ON l.image_id = x.id LEFT JOIN masks m ON m.image_id = x.id "
+            "LEFT JOIN skips s ON s.image_id = x.id", {"id": int(image_id)}).fetchone()
+        when = [None if t is None else t.isoformat() for t in (row[2], row[7], row[10])]
         prior = {}
-        for table, extra in (("labels", ", shown_class_id, shown_model_version, source"),
-                             ("masks", ""), ("skips", "")):
-            row = cur.execute(f'SELECT "user", created_at{extra} FROM {table} '
-                              "WHERE image_id = ?", [image_id]).fetchone()
-            if row is not None:
-                prior[table] = [row[0], None if row[1] is None else row[1].isoformat(),
-                                *row[2:]]
-        return {"prior": prior} if prior else {}
+        if row[1] is not None:
+            prior["labels"] = [row[1], when[0], row[3], row[4], row[5]]
+        if row[6] is not None:
+            prior["masks"] = [row[6], when[1]]
+        if row[9] is not None:
+            prior["skips"] = [row[9], when[2]]
+        return row[0], row[9] is not None, row[8], ({"prior": prior} if prior else {})
 
     def set_label(self, image_id: int, class_id: int, user: str = "local",
                   shown_class_id: int | None = None, shown_model_version: int | None = None,
@@ -64,27 +69,27 @@ class Labels:
         """Store one image's class; the prediction shown at the time feeds live accuracy.
 
         With then_lease (ordered candidates for the next image), the first open one is leased
-        to the user in the same transaction (save + next, one commit); returns its id."""
+        to the user at once (save + next: one commit); returns its id."""
+        self._require_image(image_id)
+        if int(class_id) not in {c.id for c in self.classes()}:
+            raise StoreError(f"There is no class with id {class_id}.")
+
         def label(cur):
-            self._require_image(cur, image_id)
-            if cur.execute("SELECT 1 FROM classes WHERE id = ?", [class_id]).fetchone() is None:
-                raise StoreError(f"There is no class with id {class_id}.")
-            prev_class, skipped, _ = self._prior_state(cur, image_id)
-            prior = self._prior_rows(cur, image_id)
+            prev_class, skipped, _, prior = self._prior(cur, image_id)
             cur.execute("INSERT OR REPLACE INTO labels (image_id, class_id, \"user\", created_at, "
                         "shown_class_id, shown_model_version, source) VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [image_id, class_id, user, current_time(), shown_class_id,
                          shown_model_version, LABEL_SOURCES.get(source, source)])
-            cur.execute("DELETE FROM skips WHERE image_id = ?", [image_id])
-            cur.execute("DELETE FROM leases WHERE image_id = ?", [image_id])
+            if skipped:
+                cur.execute("DELETE FROM skips WHERE image_id = ?", [image_id])
             self._event(cur, user, source, image_id, class_id, prev_class_id=prev_class,
                         prev_skipped=skipped, detail=prior or None)
-            if then_lease is not None and len(then_lease):
-                return self._lease_first(cur, [int(i) for i in then_lease], user, lease_seconds)
-            return None
-        leased = self._write(label)
-        self._touch()
-        return leased
+        with self._write_lock:
+            self._change(label, done=[int(image_id)])
+            if then_lease is None or not len(then_lease):
+                return None
+            return self._lease_first(np.asarray(then_lease, dtype=np.int64), user,
+                                     lease_seconds)
 
     def set_labels(self, image_ids: Sequence[int], class_ids: Sequence[int],
                    user: str = "import", source: str = "import") -> int:
@@ -122,15 +127,12 @@ class Labels:
                     "shown_class_id, shown_model_version, source) SELECT image_id, class_id, "
                     "$user, $now, NULL, NULL, $source FROM bulk_labels",
                     {"now": now, "user": user, "source": LABEL_SOURCES.get(source, source)})
-                for table in ("skips", "leases"):
-                    cur.execute(f"DELETE FROM {table} WHERE image_id IN "
-                                "(SELECT image_id FROM bulk_labels)")
+                cur.execute("DELETE FROM skips WHERE image_id IN "
+                            "(SELECT image_id FROM bulk_labels)")
             finally:
                 cur.unregister("bulk_labels")
             return len(frame)
-        count = self._write(write)
-        self._touch()
-        return count
+        return self._change(write, done=frame["image_id"].tolist())
 
     def set_mask(self, image_id: int, mask: np.ndarray, user: str = "local",
                  source: str = "mask") -> None:
@@ -152,8 +154,9 @@ class Labels:
         return None if mask is None else self.mask_values().to_positions(mask)
 
     def _save_mask(self, image_id: int, encode, user: str, source: str) -> None:
+        self._require_image(image_id)
+
         def save(cur):
-            self._require_image(cur, image_id)
             rows = cur.execute(f"SELECT {CLASS_COLUMNS} FROM classes "
                                "ORDER BY position, id").fetchall()
             try:
@@ -167,35 +170,31 @@ class Labels:
             if not present <= live:
                 raise StoreError(f"The mask uses values that no class holds: "
                                  f"{sorted(present - live)}.")
-            _, skipped, prev_png = self._prior_state(cur, image_id)
-            prior = self._prior_rows(cur, image_id)
+            _, skipped, prev_png, prior = self._prior(cur, image_id, png=True)
             if labeled:
                 cur.execute("INSERT OR REPLACE INTO masks VALUES (?, ?, ?, ?, ?)",
                             [image_id, png, user, current_time(), labeled])
             else:
                 cur.execute("DELETE FROM masks WHERE image_id = ?", [image_id])
             cur.execute("DELETE FROM skips WHERE image_id = ?", [image_id])
-            cur.execute("DELETE FROM leases WHERE image_id = ?", [image_id])
             self._event(cur, user, source, image_id, detail={"pixels": labeled, **prior},
                         prev_skipped=skipped, prev_png=prev_png)
-        self._write(save)
-        self._touch()
+        self._change(save)  # not `done`: an empty mask reopens the image
+        self.lease_book.drop([image_id])
 
     def mask(self, image_id: int) -> np.ndarray | None:
         png = self._one("SELECT png FROM masks WHERE image_id = ?", [image_id])
         return None if png is None else imaging.png_to_mask(png)
 
     def skip(self, image_id: int, user: str = "local") -> None:
+        self._require_image(image_id)
+
         def skip(cur):
-            self._require_image(cur, image_id)
-            _, skipped, _ = self._prior_state(cur, image_id)
-            prior = self._prior_rows(cur, image_id)
+            _, skipped, _, prior = self._prior(cur, image_id)
             cur.execute("INSERT OR REPLACE INTO skips VALUES (?, ?, ?)",
                         [image_id, user, current_time()])
-            cur.execute("DELETE FROM leases WHERE image_id = ?", [image_id])
             self._event(cur, user, "skip", image_id, prev_skipped=skipped, detail=prior or None)
-        self._write(skip)
-        self._touch()
+        self._change(skip, done=[int(image_id)])
 
     def undo(self, user: str = "local") -> int | None:
         """Undo this user's last label, mask or skip (or whole review page); returns the
@@ -237,10 +236,7 @@ class Labels:
                 cur.execute("UPDATE batches SET undone = true WHERE id = ?", [last[1]])
             ids = [r[2] for r in reversed(rows)]
             return {"image_id": ids[0], "image_ids": ids, "batch_id": last[1], "kept": kept}
-        done = self._write(undo)
-        if done is not None:
-            self._touch()
-        return done
+        return self._change(undo)
 
     def _revert(self, cur, user: str, event_id: int, action: str, image_id: int,
                 class_id: int | None, prev_class: int | None, prev_skipped: bool | None,
@@ -306,8 +302,9 @@ class Labels:
             f"WHERE i.readable {where} ORDER BY m.image_id", params).fetchnumpy()["image_id"]
 
     def last_label_class(self, user: str) -> int | None:
-        return self._one("SELECT class_id FROM labels WHERE \"user\" = ? "
-                         "ORDER BY created_at DESC LIMIT 1", [user])
+        return self._per_revision(("last_class", user), lambda: self._one(
+            "SELECT class_id FROM labels WHERE \"user\" = ? ORDER BY created_at DESC LIMIT 1",
+            [user]))
 
     def label_rows(self) -> pd.DataFrame:
         """Every label with its image and class, for exports."""

@@ -6,92 +6,63 @@ from collections.abc import Iterable
 import numpy as np
 
 from hitl import strategies
-from hitl.store.common import (
-    as_timedelta,
-    current_time,
-    float_array,
-)
+from hitl.store.common import float_array
 from hitl.tasks import get_task
 
 
 class Leases:
     """Leases and the candidates for the next image (the fast path included)."""
 
-    # ---- leases --------------------------------------------------------------------------
+    # ---- leases (held in memory: hitl/store/lease_book.py) ----------------------------------
     def lease_first(self, candidates: Iterable[int], user: str, seconds: float,
                     keep_others: bool = False) -> int | None:
-        """Lease the first candidate nobody else holds; atomic against other labelers.
+        """Lease the first open candidate nobody else holds; atomic against other labelers.
 
         A labeler holds one image unless keep_others (the page's prefetched images)."""
-        ordered = [int(i) for i in candidates]
-        if not ordered:
+        ordered = np.asarray(candidates if isinstance(candidates, np.ndarray)
+                             else [int(i) for i in candidates], dtype=np.int64)
+        if not ordered.size:
             return None
-        if self._still_leased(ordered[0], user, seconds, keep_others):
-            return ordered[0]  # asked again (a refresh, a prefetch): no write needed
-        return self._write(self._lease_first, ordered, user, seconds, keep_others)
+        if self._still_leased(int(ordered[0]), user, seconds, keep_others):
+            return int(ordered[0])  # asked again (a refresh, a prefetch): nothing changes
+        with self._write_lock:
+            return self._lease_first(ordered, user, seconds, keep_others)
 
     def _still_leased(self, image_id: int, user: str, seconds: float, keep_others: bool) -> bool:
         """The user holds image_id for at least half a lease more, it is still open, and (unless
         keep_others) it is the only image they hold: leasing it again would change nothing."""
-        return bool(self._rows(
-            "SELECT 1 FROM leases WHERE image_id = $id AND \"user\" = $user "
-            "AND expires_at > $fresh AND $id NOT IN (SELECT image_id FROM labels) "
-            "AND $id NOT IN (SELECT image_id FROM skips) "
-            "AND $id NOT IN (SELECT image_id FROM masks) "
-            "AND ($keep OR (SELECT count(*) FROM leases WHERE \"user\" = $user) = 1)",
-            {"id": int(image_id), "user": user, "fresh": current_time() + as_timedelta(seconds / 2),
-             "keep": bool(keep_others)}))
+        book = self.lease_book
+        return (book.holder(image_id, at_least=seconds / 2) == user and self.is_open(image_id)
+                and (keep_others or book.held_by(user) == [image_id]))
 
-    def _lease_first(self, cur, ordered: list[int], user: str, seconds: float,
+    def _lease_first(self, ordered: np.ndarray, user: str, seconds: float,
                      keep_others: bool = False) -> int | None:
-        """lease_first inside a write transaction (also used by set_label's save + next)."""
-        now = current_time()
-        row = cur.execute(
-            "SELECT c.id FROM (SELECT unnest($ids) AS id, generate_subscripts($ids, 1) AS n) c "
-            "WHERE c.id NOT IN (SELECT image_id FROM leases WHERE expires_at > $now "
-            "AND \"user\" <> $user) "
-            "AND c.id NOT IN (SELECT image_id FROM labels) "
-            "AND c.id NOT IN (SELECT image_id FROM skips) "
-            "AND c.id NOT IN (SELECT image_id FROM masks) ORDER BY c.n LIMIT 1",
-            {"ids": ordered, "now": now, "user": user}).fetchall()
-        if not row:
-            return None
-        image_id = row[0][0]
-        if keep_others:
-            cur.execute("DELETE FROM leases WHERE image_id = ?", [image_id])
-        else:
-            cur.execute("DELETE FROM leases WHERE \"user\" = ? OR image_id = ?", [user, image_id])
-        cur.execute("INSERT INTO leases VALUES (?, ?, ?)",
-                    [image_id, user, now + as_timedelta(seconds)])
-        return image_id
+        """lease_first under the write lock, where the open flags agree with the database
+        (every label write moves the revision before it lets go of the lock: StoreBase._change);
+        also used by set_label's save + next."""
+        blocked = self._blocked_flags()
+        ordered = ordered[ordered < blocked.size]
+        ordered = ordered[~blocked[ordered]]
+        for image_id in self.lease_book.first_free(ordered, user):
+            self.lease_book.take([image_id], user, seconds, keep_others=keep_others)
+            return image_id
+        return None
+
+    def is_open(self, image_id: int) -> bool:
+        """Readable, and neither labeled, masked nor skipped (as of the current revision)."""
+        blocked = self._blocked_flags()
+        return 0 <= int(image_id) < blocked.size and not blocked[int(image_id)]
 
     def renew_lease(self, image_id: int, user: str, seconds: float) -> bool:
         """Keep an image while its labeler works on it (opened by id or still on screen)."""
-        def renew(cur):
-            now = current_time()
-            holder = cur.execute("SELECT \"user\" FROM leases WHERE image_id = ? "
-                                 "AND expires_at > ?", [image_id, now]).fetchone()
-            if holder is not None and holder[0] != user:
-                return False
-            cur.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)",
-                        [image_id, user, now + as_timedelta(seconds)])
-            return True
-        return self._write(renew)
+        return self.lease_book.renew(image_id, user, seconds)
 
     def release_leases(self, user: str, image_ids: Iterable[int] | None = None) -> None:
         """Free this user's leases: all of them, or only those on the given images."""
-        if image_ids is None:
-            self._write(lambda cur: cur.execute("DELETE FROM leases WHERE \"user\" = ?", [user]))
-            return
-        ids = [int(i) for i in image_ids]
-        if ids:
-            self._write(lambda cur: cur.execute(
-                "DELETE FROM leases WHERE \"user\" = ? AND image_id IN (SELECT unnest(?))",
-                [user, ids]))
+        self.lease_book.release(user, image_ids)
 
     def lease_holder(self, image_id: int) -> str | None:
-        return self._one("SELECT \"user\" FROM leases WHERE image_id = ? AND expires_at > ?",
-                         [image_id, current_time()])
+        return self.lease_book.holder(image_id)
 
     # ---- candidates for the next image ----------------------------------------------------
     def candidates(self, task: str, user: str) -> dict[str, np.ndarray]:
@@ -101,28 +72,25 @@ class Leases:
 
     def mask_candidates(self, user: str) -> dict[str, np.ndarray]:
         """Images without a mask, with their segmentation summaries (entropy, fractions)."""
-        params = {"now": current_time(), "user": user}
         res = self._cursor().execute(
             "SELECT i.id, p.entropy, p.fractions FROM images i "
             "LEFT JOIN seg_predictions p ON p.image_id = i.id "
             "WHERE i.readable AND i.id NOT IN (SELECT image_id FROM masks) "
             "AND i.id NOT IN (SELECT image_id FROM skips) "
-            "AND i.id NOT IN (SELECT image_id FROM leases WHERE expires_at > $now "
-            "AND \"user\" <> $user) ORDER BY i.id", params).fetchnumpy()
+            "AND i.id NOT IN (SELECT unnest($leased::BIGINT[])) ORDER BY i.id",
+            {"leased": self.lease_book.held_by_others(user).tolist()}).fetchnumpy()
         return {"ids": res["id"].astype(np.int64), "entropy": float_array(res["entropy"]),
                 "fractions": res["fractions"]}
 
     def label_candidates(self, user: str) -> dict[str, np.ndarray]:
         """Images without a class label, with their class predictions (NaN where none)."""
-        params = {"now": current_time(), "user": user}
-        cur = self._cursor()
-        excluded = cur.execute(
-            "SELECT image_id FROM labels UNION ALL SELECT image_id FROM skips UNION ALL "
-            "SELECT image_id FROM leases WHERE expires_at > $now AND \"user\" <> $user",
-            params).fetchnumpy()["image_id"]
+        done = self._cursor().execute(
+            "SELECT image_id FROM labels UNION ALL SELECT image_id FROM skips").fetchnumpy()
+        excluded = np.concatenate([np.asarray(done["image_id"], dtype=np.int64),
+                                   self.lease_book.held_by_others(user)])
         ids = self.readable_image_ids()
         if len(excluded):
-            ids = ids[~np.isin(ids, np.asarray(excluded, dtype=np.int64))]
+            ids = ids[~np.isin(ids, excluded)]
         preds = self._predictions_cache()
         known = preds["image_id"]
         pos = np.clip(np.searchsorted(known, ids), 0, max(len(known) - 1, 0))
@@ -154,12 +122,9 @@ class Leases:
     def open_index(self, user: str) -> strategies.OpenIndex:
         """Sorted orders and taken flags for a classification next image, reused across key
         presses: the flags are rebuilt once per change of labels (revision), the orders once
-        per published set of predictions; only the few leases are read on every call."""
-        leased = self._cursor().execute(
-            "SELECT image_id FROM leases WHERE expires_at > ? AND \"user\" <> ?",
-            [current_time(), user]).fetchnumpy()["image_id"]
+        per published set of predictions; only the few leases (in memory) are read each call."""
         return strategies.OpenIndex(self.readable_image_ids(), self._blocked_flags(),
-                                    np.asarray(leased, dtype=np.int64), self._score_orders())
+                                    self.lease_book.held_by_others(user), self._score_orders())
 
     def _score_orders(self) -> dict:
         preds = self._predictions_cache()
@@ -188,8 +153,20 @@ class Leases:
         self._blocked = (revision, readable, blocked)
         return blocked
 
+    def _advance_blocked(self, before: int, done: Iterable[int] | None) -> None:
+        """After a write that only closed images (labeled, masked, skipped), mark them in the
+        cached flags instead of reading every label again (save + next does this each time)."""
+        cached = self._blocked
+        if done is None or cached is None or cached[0] != before:
+            return
+        flags = cached[2]
+        ids = np.asarray(list(done), dtype=np.int64)
+        flags[ids[(ids >= 0) & (ids < flags.size)]] = True
+        self._blocked = (self.revision, cached[1], flags)
+
     def label_counts(self) -> dict[int, int]:
-        """Labels per class id, classes with no label included as 0."""
-        return dict(self._rows("SELECT c.id, count(l.image_id) FROM classes c "
-                               "LEFT JOIN labels l ON l.class_id = c.id GROUP BY c.id"))
+        """Labels per class id, classes with no label included as 0 (once per revision)."""
+        return self._per_revision("label_counts", lambda: dict(self._rows(
+            "SELECT c.id, count(l.image_id) FROM classes c "
+            "LEFT JOIN labels l ON l.class_id = c.id GROUP BY c.id")))
 

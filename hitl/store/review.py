@@ -8,7 +8,6 @@ import pandas as pd
 
 from hitl.store.common import (
     StoreError,
-    as_timedelta,
     current_time,
 )
 
@@ -33,24 +32,20 @@ class Review:
         ordered = [int(i) for i in candidates]
         if not ordered or n <= 0:
             return []
-        state = "" if labeled else ("AND c.id NOT IN (SELECT image_id FROM labels) "
-                                    "AND c.id NOT IN (SELECT image_id FROM masks) ")
-
-        def lease(cur):
-            now = current_time()
-            rows = cur.execute(
-                "SELECT c.id FROM (SELECT unnest($ids) AS id, generate_subscripts($ids, 1) AS n) c "
-                "WHERE c.id NOT IN (SELECT image_id FROM leases WHERE expires_at > $now "
-                f"AND \"user\" <> $user) {state}ORDER BY c.n LIMIT $k",
-                {"ids": ordered, "now": now, "user": user, "k": int(n)}).fetchall()
-            ids = [r[0] for r in rows]
-            cur.execute("DELETE FROM leases WHERE \"user\" = ?", [user])
-            if ids:
-                cur.execute("DELETE FROM leases WHERE image_id IN (SELECT unnest(?))", [ids])
-                cur.execute("INSERT INTO leases SELECT unnest($ids), $user, $until",
-                            {"ids": ids, "user": user, "until": now + as_timedelta(seconds)})
+        with self._write_lock:  # the flags agree with the database (StoreBase._change)
+            ids = []
+            for image_id in self.lease_book.first_free(ordered, user):
+                if labeled or not self._has_label_or_mask(image_id):
+                    ids.append(image_id)
+                    if len(ids) == n:
+                        break
+            self.lease_book.take(ids, user, seconds, keep_others=False)
             return ids
-        return self._write(lease)
+
+    def _has_label_or_mask(self, image_id: int) -> bool:
+        return not self.is_open(image_id) and bool(self._one(
+            "SELECT EXISTS (SELECT 1 FROM labels WHERE image_id = $id) "
+            "OR EXISTS (SELECT 1 FROM masks WHERE image_id = $id)", {"id": int(image_id)}))
 
     def accept_page(self, user: str, class_id: int, image_ids: Sequence[int],
                     relabels: dict[int, int], rejected: Sequence[int]) -> dict:
@@ -75,11 +70,10 @@ class Review:
             if len(known) != len(set(ids)):
                 raise StoreError("There is no image with id "
                                  f"{', '.join(str(i) for i in ids if i not in known)}.")
-            taken = [r[0] for r in cur.execute(
-                "SELECT image_id FROM labels WHERE image_id IN (SELECT unnest($ids)) UNION "
-                "SELECT image_id FROM leases WHERE image_id IN (SELECT unnest($ids)) "
-                "AND expires_at > $now AND \"user\" <> $user ORDER BY 1",
-                {"ids": ids, "now": current_time(), "user": user}).fetchall()]
+            held = set(ids) - set(self.lease_book.first_free(ids, user))
+            taken = sorted(held | {r[0] for r in cur.execute(
+                "SELECT image_id FROM labels WHERE image_id IN (SELECT unnest($ids))",
+                {"ids": ids}).fetchall()})
             if taken:
                 raise StoreError("This page is out of date: image(s) "
                                  f"{', '.join(map(str, taken))} were labeled or taken by "
@@ -101,12 +95,11 @@ class Review:
                 cur.execute("DELETE FROM skips WHERE image_id = ?", [image_id])
                 self._event(cur, user, "label", image_id, cid, prev_skipped=skipped,
                             batch_id=batch)
-            cur.execute("DELETE FROM leases WHERE image_id IN (SELECT unnest(?))", [ids])
             cur.execute("INSERT INTO batches VALUES (?, ?, 'review', ?, ?, ?, ?, false)",
                         [batch, user, int(class_id), len(ids), len(accepted), now])
             return batch
-        batch = self._write(accept)
-        self._touch()
+        batch = self._change(accept)
+        self.lease_book.drop(ids)
         return {"batch_id": int(batch), "accepted": accepted,
                 "relabeled": {i: int(c) for i, c in relabels.items()},
                 "rejected": [i for i in ids if i in marked and i not in relabels]}
@@ -122,8 +115,7 @@ class Review:
             cur.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, 'kept', ?, ?)",
                         [int(image_id), row[0], user, current_time()])
             self._event(cur, user, "keep", int(image_id), row[0])
-        self._write(keep)
-        self._touch()
+        self._change(keep)
 
     def remove_label(self, image_id: int, user: str = "local") -> None:
         """Delete one image's class label (undoable): a suspect that fits no class."""
@@ -134,8 +126,7 @@ class Review:
                 raise StoreError(f"Image {image_id} has no label to remove.")
             cur.execute("DELETE FROM labels WHERE image_id = ?", [int(image_id)])
             self._event(cur, user, "unlabel", int(image_id), prev_class_id=prev[0])
-        self._write(remove)
-        self._touch()
+        self._change(remove)
 
     def write_suspects(self, frame: pd.DataFrame) -> None:
         """Replace the suspect scores (image_id, label_class_id, predicted_class_id, score,
@@ -158,9 +149,9 @@ class Review:
             "AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.image_id = s.image_id "
             "AND v.verdict = 'kept' AND v.class_id = coalesce(s.label_class_id, 0) "
             "AND v.created_at >= coalesce(l.created_at, m.created_at)) "
-            "AND s.image_id NOT IN (SELECT image_id FROM leases WHERE expires_at > $now "
-            "AND \"user\" <> $user) ORDER BY s.score, s.image_id LIMIT $n",
-            {"now": current_time(), "user": user, "n": max(0, int(n))})
+            "AND s.image_id NOT IN (SELECT unnest($leased::BIGINT[])) "
+            "ORDER BY s.score, s.image_id LIMIT $n",
+            {"leased": self.lease_book.held_by_others(user).tolist(), "n": max(0, int(n))})
 
     def review_counts(self) -> dict[int, dict[str, int]]:
         """Per page class: images shown on review pages, accepted as shown, and review labels

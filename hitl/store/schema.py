@@ -129,6 +129,8 @@ MIGRATIONS: list[str | Callable[[duckdb.DuckDBPyConnection], None]] = [
     """,
     # 4: bounded mask values (a Python step: it rewrites mask PNGs)
     _bounded_mask_values,
+    # 5: leases live in memory (hitl/store/lease_book.py): a reservation is not worth a commit
+    "DROP TABLE IF EXISTS leases;",
 ]
 
 

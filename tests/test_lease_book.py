@@ -1,0 +1,30 @@
+"""The in-memory lease book: who holds which image, expiry, release."""
+from __future__ import annotations
+
+import time
+
+from hitl.store.lease_book import LeaseBook
+
+
+def test_take_release_drop_and_expiry():
+    book = LeaseBook()
+    book.take([1], "ann", 60, keep_others=False)
+    book.take([2], "ann", 60, keep_others=False)  # one image at a time: 1 is free again
+    assert book.holder(1) is None and book.holder(2) == "ann"
+    book.take([3, 4], "ann", 60)                   # a page's prefetched images: kept together
+    assert sorted(book.held_by("ann")) == [2, 3, 4]
+    assert book.held_by_others("bob").tolist() == [2, 3, 4]
+    assert book.held_by_others("ann").size == 0
+    assert list(book.first_free([2, 5, 3, 6], "bob")) == [5, 6]
+    assert list(book.first_free([2, 5, 3, 6], "ann")) == [2, 5, 3, 6]
+    assert not book.renew(2, "bob", 60) and book.renew(5, "bob", 60)
+    book.release("ann", [3])
+    assert book.holder(3) is None and book.holder(4) == "ann"
+    book.release("bob", [4])                       # not bob's: stays
+    assert book.holder(4) == "ann"
+    book.drop([4])
+    assert book.holder(4) is None
+    book.take([7], "cat", 0.05)
+    assert book.holder(7, at_least=1.0) is None    # held, but not for another second
+    time.sleep(0.1)
+    assert book.holder(7) is None and book.renew(7, "bob", 60)
