@@ -8,10 +8,12 @@ from hitl.store.lease_book import LeaseBook
 
 def test_take_release_drop_and_expiry():
     book = LeaseBook()
-    book.take([1], "ann", 60, keep_others=False)
-    book.take([2], "ann", 60, keep_others=False)  # one image at a time: 1 is free again
+    assert book.claim([1], "ann", 60, keep_others=False) == [1]
+    assert book.claim([2], "ann", 60, keep_others=False) == [2]  # one at a time: 1 is free
     assert book.holder(1) is None and book.holder(2) == "ann"
-    book.take([3, 4], "ann", 60)                   # a page's prefetched images: kept together
+    assert book.claim([3, 4], "ann", 60) == [3, 4]  # a page's prefetched images: kept together
+    assert book.claim([2, 4, 5], "bob", 60) == [5]  # only what nobody else holds
+    book.release("bob")
     assert sorted(book.held_by("ann")) == [2, 3, 4]
     assert book.held_by_others("bob").tolist() == [2, 3, 4]
     assert book.held_by_others("ann").size == 0
@@ -24,7 +26,7 @@ def test_take_release_drop_and_expiry():
     assert book.holder(4) == "ann"
     book.drop([4])
     assert book.holder(4) is None
-    book.take([7], "cat", 0.05)
+    book.claim([7], "cat", 0.05)
     assert book.holder(7, at_least=1.0) is None    # held, but not for another second
     time.sleep(0.1)
     assert book.holder(7) is None and book.renew(7, "bob", 60)

@@ -70,11 +70,10 @@ class Labels:
 
         With then_lease (ordered candidates for the next image), the first open one is leased
         to the user at once (save + next: one commit); returns its id."""
-        self._require_image(image_id)
-        if int(class_id) not in {c.id for c in self.classes()}:
-            raise StoreError(f"There is no class with id {class_id}.")
-
         def label(cur):
+            self._require_image(image_id)
+            if int(class_id) not in {c.id for c in self.classes()}:  # under the write lock
+                raise StoreError(f"There is no class with id {class_id}.")
             prev_class, skipped, _, prior = self._prior(cur, image_id)
             cur.execute("INSERT OR REPLACE INTO labels (image_id, class_id, \"user\", created_at, "
                         "shown_class_id, shown_model_version, source) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -154,9 +153,8 @@ class Labels:
         return None if mask is None else self.mask_values().to_positions(mask)
 
     def _save_mask(self, image_id: int, encode, user: str, source: str) -> None:
-        self._require_image(image_id)
-
         def save(cur):
+            self._require_image(image_id)
             rows = cur.execute(f"SELECT {CLASS_COLUMNS} FROM classes "
                                "ORDER BY position, id").fetchall()
             try:
@@ -187,9 +185,8 @@ class Labels:
         return None if png is None else imaging.png_to_mask(png)
 
     def skip(self, image_id: int, user: str = "local") -> None:
-        self._require_image(image_id)
-
         def skip(cur):
+            self._require_image(image_id)
             _, skipped, _, prior = self._prior(cur, image_id)
             cur.execute("INSERT OR REPLACE INTO skips VALUES (?, ?, ?)",
                         [image_id, user, current_time()])

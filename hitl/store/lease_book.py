@@ -54,20 +54,25 @@ class LeaseBook:
             if entry is None or entry[0] == user or entry[1] <= now:
                 yield int(image_id)
 
-    def take(self, image_ids: Iterable[int], user: str, seconds: float,
-             keep_others: bool = True) -> None:
-        """Lease the images to `user` (taking them over); unless keep_others, the user's other
-        leases end (one image, or one page, at a time)."""
-        ids = [int(i) for i in image_ids]
+    def claim(self, image_ids: Iterable[int], user: str, seconds: float,
+              keep_others: bool = True) -> list[int]:
+        """Lease to `user` those of the images nobody else holds, in one step (a renewal on
+        another thread cannot slip in between the look and the take); returns them. Unless
+        keep_others, the user's other leases end (one image, or one page, at a time)."""
         now = self.now()
         until = now + float(seconds)
         with self._lock:
             if not keep_others:
                 self._release(user, None)
-            for image_id in ids:
-                self._held[image_id] = (user, until)
+            taken = []
+            for image_id in (int(i) for i in image_ids):
+                entry = self._held.get(image_id)
+                if entry is None or entry[0] == user or entry[1] <= now:
+                    self._held[image_id] = (user, until)
+                    taken.append(image_id)
             if len(self._held) > 256:  # forget the expired now and then
                 self._held = {i: e for i, e in self._held.items() if e[1] > now}
+            return taken
 
     def renew(self, image_id: int, user: str, seconds: float) -> bool:
         """Keep holding an image; False when someone else holds it."""

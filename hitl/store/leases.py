@@ -44,8 +44,8 @@ class Leases:
         ordered = ordered[ordered < blocked.size]
         ordered = ordered[~blocked[ordered]]
         for image_id in self.lease_book.first_free(ordered, user):
-            self.lease_book.take([image_id], user, seconds, keep_others=keep_others)
-            return image_id
+            if self.lease_book.claim([image_id], user, seconds, keep_others=keep_others):
+                return image_id
         return None
 
     def is_open(self, image_id: int) -> bool:

@@ -39,8 +39,7 @@ class Review:
                     ids.append(image_id)
                     if len(ids) == n:
                         break
-            self.lease_book.take(ids, user, seconds, keep_others=False)
-            return ids
+            return self.lease_book.claim(ids, user, seconds, keep_others=False)
 
     def _has_label_or_mask(self, image_id: int) -> bool:
         return not self.is_open(image_id) and bool(self._one(
