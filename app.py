@@ -239,8 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if getattr(settings, "verbose", False)
                         else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from hitl.service import Service
     from hitl.session import Session
-    from hitl.ui.app import build_app, launch
+    from hitl.starting import open_port
 
     settings.catalog_in_background = True  # serve at once; --images register meanwhile
     try:
@@ -256,13 +257,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"hitl: session {settings.session_dir.resolve()} — {summary}", file=sys.stderr)
     for warning in session.warnings:
         print(f"hitl: {warning}", file=sys.stderr)
-    demo = build_app(session)
     try:
-        launch(demo, session, authenticator(settings), tokens=api_tokens(settings))
+        # The port opens before Gradio is imported (~2 s): the REST API answers at once and
+        # the page says "starting…" until the app takes the same server over (hitl/server.py).
+        auth, tokens, service = authenticator(settings), api_tokens(settings), Service(session)
+        server = open_port(session, service, auth, tokens)
+        from hitl.ui.app import build_app, launch
+        demo = build_app(session, service=service)
+        launch(demo, session, auth, tokens=tokens, server=server)
     finally:  # Ctrl-C: stop the trainer (it saves the model) before the interpreter goes
         session.close()
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from gradio_client import Client
 
+from hitl.starting import TITLE
 from tests.conftest import TEST_DATA, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +37,7 @@ def test_app_launches_on_hymenoptera(tmp_path):
         text=True)
     try:
         url = f"http://127.0.0.1:{port}/"
-        wait_http(url, proc)
+        wait_http(url + "config", proc)  # 503 while the page is built (hitl/starting.py)
         client = Client(url, verbose=False)
         view = client.predict("sequential", None, api_name="/next_image")
         assert view["image_id"] == 1 and view["filename"].endswith(".jpg")
@@ -45,6 +46,39 @@ def test_app_launches_on_hymenoptera(tmp_path):
         assert stats["total"] == 10 and stats["per_class"] == {"ants": 1, "bees": 0}
         page = urllib.request.urlopen(url, timeout=10).read().decode()
         assert "hitl" in page
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_rest_and_a_starting_page_answer_while_gradio_loads(tmp_path):
+    """The port opens before Gradio is imported: the first page is the starting page, the REST
+    API already answers then, and the same address becomes the app."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--session", str(tmp_path / "s"), "--port", str(port),
+         "--no-pretrained", "--backbone", "test_vit", "--no-train", "--demo-count", "12",
+         "--task", "classification"], cwd=ROOT, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    pages, rest_while_starting = [], None
+    try:
+        end = time.time() + 180
+        while time.time() < end and not (pages and TITLE not in pages[-1]):
+            assert proc.poll() is None, proc.stderr.read()
+            try:
+                pages.append(urllib.request.urlopen(url, timeout=5).read().decode())
+            except OSError:
+                time.sleep(0.02)
+                continue
+            if TITLE in pages[-1] and rest_while_starting is None:
+                rest_while_starting = urllib.request.urlopen(url + "api/v1/classes",
+                                                             timeout=5).status
+        assert TITLE in pages[0]  # Gradio takes ~2 s to import: the starting page came first
+        assert rest_while_starting == 200
+        assert TITLE not in pages[-1] and "gradio" in pages[-1]
+        with urllib.request.urlopen(url + "config", timeout=10) as config:
+            assert config.status == 200
     finally:
         proc.terminate()
         proc.wait(30)

@@ -12,10 +12,12 @@ from hitl.access import BROWSER_ID_JS, Access
 from hitl.auth import Authenticator
 from hitl.raw_calls import ForgetRawCalls
 from hitl.rest import PREFIX as REST_PREFIX
-from hitl.rest import Gate, build_api, gradio_cookie_user
+from hitl.rest import gradio_cookie_user
+from hitl.server import Server
 from hitl.service import Service
 from hitl.session import Session
 from hitl.settings import Settings
+from hitl.starting import open_port
 from hitl.throttle import LoginThrottle
 from hitl.tokens import TokenChecker
 from hitl.ui import classes, classification, review, segmentation, session_tab
@@ -38,10 +40,12 @@ def space_warning(settings: Settings) -> str | None:
     return None
 
 
-def build_app(session: Session, access: Access | None = None) -> gr.Blocks:
+def build_app(session: Session, access: Access | None = None,
+              service: Service | None = None) -> gr.Blocks:
     """The page and the API over one Service; roles come from `access` (default: from the
-    session's settings)."""
-    service = Service(session, access)
+    session's settings). `service`: one made already (app.py serves REST through it while
+    this page is built)."""
+    service = service or Service(session, access)
     with gr.Blocks(title="hitl") as demo:
         demo.hitl_service = service  # the REST API (launch) answers through the same one
         gr.Markdown("## hitl — label while the model learns")
@@ -100,26 +104,31 @@ def build_app(session: Session, access: Access | None = None) -> gr.Blocks:
 
 
 def launch(demo: gr.Blocks, session: Session, auth=None, tokens: TokenChecker | None = None,
-           rest: bool | None = None, **kwargs):
-    """Start the server: the page, Gradio's API and the REST API (hitl/rest.py) on one port;
-    same options for the CLI, the Space and the tests. Returns Gradio's (app, url, share_url)."""
+           rest: bool | None = None, server: Server | None = None, **kwargs):
+    """Serve the page, Gradio's API and the REST API (hitl/rest.py) on one port; same options
+    for the CLI, the Space and the tests. `server`: the port app.py opened already
+    (hitl/starting.py); without it one opens here. Returns Gradio's (app, url, share_url)."""
     settings = session.settings
     if auth is None:
         auth = Authenticator.from_settings(settings) or None
     if isinstance(auth, Authenticator):
         auth = auth.check
+    if server is None:
+        server = open_port(session, getattr(demo, "hitl_service", None), auth, tokens, rest)
     demo.queue(default_concurrency_limit=8)
-    rest = settings.rest if rest is None else rest
     app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
     app_kwargs["middleware"] = [Middleware(ForgetRawCalls, blocks=demo), Middleware(LoginThrottle),
                                 *(app_kwargs.get("middleware") or [])]
-    if rest:
-        gate = Gate(logins=bool(auth), tokens=tokens, allow_anonymous=settings.allow_anonymous,
-                    cookie_user=gradio_cookie_user(demo))
+    if server.rest_api is not None:
+        server.rest_api.state.gate.cookie_user = gradio_cookie_user(demo)
         routes = list(app_kwargs.get("routes") or [])
-        rest_api = build_api(session, gate, getattr(demo, "hitl_service", None))
-        app_kwargs["routes"] = [Mount(REST_PREFIX, app=rest_api), *routes]
-    return demo.launch(server_name=settings.host, server_port=settings.port,
-                       share=settings.share, auth=auth, head=HEAD, css=CSS,
-                       max_file_size=MAX_UPLOAD, footer_links=["api"], app_kwargs=app_kwargs,
-                       **kwargs)
+        app_kwargs["routes"] = [Mount(REST_PREFIX, app=server.rest_api), *routes]
+    try:
+        with server.gradio_launches_here():
+            return demo.launch(server_name=settings.host, server_port=settings.port,
+                               share=settings.share, auth=auth, head=HEAD, css=CSS,
+                               max_file_size=MAX_UPLOAD, footer_links=["api"],
+                               app_kwargs=app_kwargs, **kwargs)
+    except BaseException:  # a failed launch (or Ctrl-C in it) leaves no port open
+        server.close()
+        raise
