@@ -401,11 +401,38 @@ class AppProcess:
             try:
                 with urllib.request.urlopen(self.url + "config", timeout=2):
                     return time.perf_counter() - self.started
-            except urllib.error.HTTPError:   # 401 behind a login: the server is up
-                return time.perf_counter() - self.started
+            except urllib.error.HTTPError as exc:  # 401 behind a login: the app is up;
+                if exc.code != 503:                # 503: still starting (hitl/starting.py)
+                    return time.perf_counter() - self.started
+                time.sleep(0.25)
             except Exception:
                 time.sleep(0.25)
         raise TimeoutError(f"app.py not ready after {timeout} s; log:\n" + self.tail())
+
+    def first_answers(self, paths: Sequence[str], timeout: float = 300.0,
+                      every: float = 0.02) -> dict[str, float]:
+        """Seconds from the start to each path's first 200, polled together every `every` s."""
+        import urllib.request
+        seen: dict[str, float] = {}
+        deadline = time.monotonic() + timeout
+        while len(seen) < len(paths) and time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"app.py exited with {self.proc.returncode}; log:\n"
+                                   + self.tail())
+            for path in paths:
+                if path in seen:
+                    continue
+                try:
+                    with urllib.request.urlopen(self.url + path, timeout=2) as answer:
+                        if answer.status == 200:
+                            seen[path] = time.perf_counter() - self.started
+                except Exception:
+                    pass
+            time.sleep(every)
+        if len(seen) < len(paths):
+            raise TimeoutError(f"app.py: {set(paths) - set(seen)} not answered after "
+                               f"{timeout} s; log:\n" + self.tail())
+        return seen
 
     def tail(self, n: int = 4000) -> str:
         if not self.log.closed:
