@@ -260,3 +260,33 @@ def test_image_rows_come_from_memory_and_follow_changes(tmp_path):
     store.set_label(1, store.add_class("cat").id, "ann")
     assert store.image_state(1)["label"] == store.class_by_name("cat").id
     store.close()
+
+
+def test_answers_kept_between_changes_follow_every_change(tmp_path):
+    """counts, live accuracy, per-user numbers, the latest model and the predictions list are
+    kept in memory between writes (a stats tick reads them all): each write must show at once."""
+    store = Store(tmp_path / "k.duckdb")
+    add_images(store, 3)
+    cat, dog = store.add_class("cat").id, store.add_class("dog").id
+    assert store.counts() == {"total": 3, "readable": 3, "labels": 0, "masks": 0, "skips": 0}
+    assert store.latest_model() is None and store.live_accuracy(50) == (None, 0)
+    store.set_label(1, cat, "ann", shown_class_id=cat, shown_model_version=1)
+    assert store.counts()["labels"] == 1 and store.live_accuracy(50) == (1.0, 1)
+    store.skip(2, "bob")
+    assert store.counts()["skips"] == 1
+    assert sorted(u for u, *_ in store.user_stats()) == ["ann", "bob"]
+    store.undo("ann")
+    assert store.counts()["labels"] == 0 and store.live_accuracy(50) == (None, 0)
+    store.record_model(1, "classification", "b", "frozen", 1, val_accuracy=0.5)
+    assert store.latest_model()["val_accuracy"] == 0.5
+    store.record_model(2, "classification", "b", "frozen", 1, val_accuracy=0.75)
+    assert store.latest_model()["version"] == 2
+    store.write_predictions(pd.DataFrame({
+        "image_id": [3, 1, 2], "model_version": 2, "class_id": [dog, cat, dog],
+        "probability": [0.9, 0.8, 0.7], "margin": 0.5, "entropy": 0.1}))
+    frame = store.predictions_frame(2)
+    assert frame.image_id.tolist() == [1, 2] and frame.label.tolist() == ["cat", "dog"]
+    assert frame.filename.tolist() == ["00000.png", "00001.png"]
+    store.remove_class(cat)
+    assert store.predictions_frame().empty  # predictions go with a removed class
+    store.close()

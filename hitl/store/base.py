@@ -39,6 +39,7 @@ class StoreBase:
         # again after a write (see _cached)
         self._settings_cache: dict[str, str] | None = None
         self._classes_cache: list | None = None
+        self._latest_model_cache: dict | None = None
         self._memo: dict = {}  # small answers kept until the next change (_per_revision)
         self.lease_book = LeaseBook()  # reservations, in memory (hitl/store/lease_book.py)
         self._migrate()

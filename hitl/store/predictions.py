@@ -24,11 +24,14 @@ class Predictions:
     def record_model(self, version: int, task: str, backbone: str, mode: str, n_labels: int,
                      val_accuracy: float | None = None, val_miou: float | None = None,
                      metrics: dict | None = None) -> None:
-        self._write(lambda cur: cur.execute(
-            "INSERT OR REPLACE INTO models (version, task, backbone, mode, created_at, n_labels, "
-            "val_accuracy, val_miou, metrics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [version, task, backbone, mode, current_time(), n_labels, val_accuracy, val_miou,
-             json.dumps(metrics or {})]))
+        try:
+            self._write(lambda cur: cur.execute(
+                "INSERT OR REPLACE INTO models (version, task, backbone, mode, created_at, "
+                "n_labels, val_accuracy, val_miou, metrics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [version, task, backbone, mode, current_time(), n_labels, val_accuracy,
+                 val_miou, json.dumps(metrics or {})]))
+        finally:
+            self._latest_model_cache = None
 
     def models(self) -> pd.DataFrame:
         return self._cursor().execute(
@@ -36,11 +39,15 @@ class Predictions:
             "val_miou, metrics FROM models ORDER BY version").df()
 
     def latest_model(self) -> dict | None:
+        """The newest model's row (every stats tick asks; kept until the next record_model)."""
+        return self._cached("_latest_model_cache", self._read_latest_model) or None
+
+    def _read_latest_model(self) -> dict:
         rows = self._cursor().execute(
             "SELECT version, task, backbone, mode, created_at, n_labels, val_accuracy, "
             "val_miou, metrics FROM models ORDER BY version DESC LIMIT 1").fetchall()
         if not rows:
-            return None
+            return {}
         keys = ["version", "task", "backbone", "mode", "created_at", "n_labels",
                 "val_accuracy", "val_miou", "metrics"]
         model = dict(zip(keys, rows[0]))
@@ -88,12 +95,21 @@ class Predictions:
                 int(cache["model_version"][i]))
 
     def predictions_frame(self, limit: int | None = None) -> pd.DataFrame:
-        sql = ("SELECT p.image_id, i.filename, c.name AS label, p.probability, p.margin, "
-               "p.entropy, p.model_version FROM predictions p JOIN images i ON i.id = p.image_id "
-               "JOIN classes c ON c.id = p.class_id ORDER BY p.image_id")
-        if limit is not None:
-            sql += f" LIMIT {max(0, int(limit))}"
-        return self._cursor().execute(sql).df()
+        """Current class predictions by image id (the first `limit`), from the in-memory copies:
+        the API asks this often, and the equivalent join over every prediction made DuckDB
+        allocate (and the process keep) megabytes per call at 100,000 images."""
+        cache, cat = self._predictions_cache(), self._catalogue()
+        names = {c.id: c.name for c in self.classes()}
+        ids = cache["image_id"]
+        pos = np.clip(np.searchsorted(cat["id"], ids), 0, max(cat["id"].size - 1, 0))
+        keep = (cat["id"][pos] == ids) if cat["id"].size else np.zeros(ids.size, dtype=bool)
+        keep &= np.isin(cache["class_id"], list(names))
+        rows = np.flatnonzero(keep)[:None if limit is None else max(0, int(limit))]
+        return pd.DataFrame({
+            "image_id": ids[rows], "filename": cat["filename"][pos[rows]],
+            "label": [names[int(c)] for c in cache["class_id"][rows]],
+            "probability": cache["probability"][rows], "margin": cache["margin"][rows],
+            "entropy": cache["entropy"][rows], "model_version": cache["model_version"][rows]})
 
     def clear_predictions(self) -> None:
         def clear(cur):
@@ -104,28 +120,31 @@ class Predictions:
 
     # ---- stats ---------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
-        row = self._rows(
-            "SELECT (SELECT count(*) FROM images), (SELECT count(*) FROM images WHERE readable), "
-            "(SELECT count(*) FROM labels), (SELECT count(*) FROM masks), "
-            "(SELECT count(*) FROM skips)")[0]
-        return dict(zip(["total", "readable", "labels", "masks", "skips"], row))
+        """Images (from the in-memory catalogue), labels, masks and skips (once per revision)."""
+        cat = self._catalogue()
+        done = self._per_revision("counts", lambda: self._rows(
+            "SELECT (SELECT count(*) FROM labels), (SELECT count(*) FROM masks), "
+            "(SELECT count(*) FROM skips)")[0])
+        return dict(zip(["total", "readable", "labels", "masks", "skips"],
+                        (int(cat["id"].size), int(cat["readable_ids"].size), *done)))
 
     def live_accuracy(self, last_n: int) -> tuple[float | None, int]:
         """Share of the last N labels whose shown prediction was right, and how many counted."""
-        row = self._rows(
+        row = self._per_revision(("live", int(last_n)), lambda: self._rows(
             "SELECT avg(CASE WHEN shown_class_id = class_id THEN 1.0 ELSE 0.0 END), count(*) "
             "FROM (SELECT * FROM labels WHERE shown_class_id IS NOT NULL "
-            "ORDER BY created_at DESC LIMIT ?)", [int(last_n)])[0]
+            "ORDER BY created_at DESC LIMIT ?)", [int(last_n)])[0])
         return (None if row[1] == 0 else float(row[0]), int(row[1]))
 
     def user_stats(self) -> list[tuple[str, int, float]]:
-        """(user, labels + masks + skips done, actions per hour over their active span)."""
-        return self._rows(
+        """(user, labels + masks + skips done, actions per hour over their active span), once
+        per revision."""
+        return self._per_revision("user_stats", lambda: self._rows(
             "SELECT \"user\", count(*) AS n, "
             "CASE WHEN count(*) > 1 AND epoch(max(\"at\")) > epoch(min(\"at\")) "
             "THEN (count(*) - 1) * 3600.0 / (epoch(max(\"at\")) - epoch(min(\"at\"))) END "
             "FROM events WHERE action IN ('label', 'mask', 'skip') AND NOT undone "
-            "GROUP BY \"user\" ORDER BY n DESC")
+            "GROUP BY \"user\" ORDER BY n DESC"))
 
     def events(self, limit: int = 100) -> pd.DataFrame:
         return self._cursor().execute(
