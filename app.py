@@ -239,6 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if getattr(settings, "verbose", False)
                         else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    # Gradio's queue keeps a record of each of the last N events for its monitoring view
+    # (gradio/queueing.py); at its default 10,000 that is megabytes that only ever fill
+    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
     from hitl.service import Service
     from hitl.session import Session
     from hitl.starting import open_port
