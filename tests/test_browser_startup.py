@@ -2,8 +2,6 @@
 it turns into the app by itself, without a reload by the person."""
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import urllib.request
 
@@ -14,17 +12,13 @@ from selenium.webdriver.support.ui import WebDriverWait
 from hitl.starting import TITLE
 from tests.browser_util import WAIT, browser
 from tests.conftest import free_port
-from tests.test_launch import ROOT
+from tests.test_launch import small_app
 
 
 def test_the_starting_page_becomes_the_app(tmp_path):
     with browser() as driver:  # Chromium first: its start would otherwise eat the window
         port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "app.py", "--session", str(tmp_path / "s"), "--port", str(port),
-             "--no-pretrained", "--backbone", "test_vit", "--no-train", "--demo-count", "12",
-             "--task", "classification"], cwd=ROOT, stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL, text=True)
+        proc = small_app(tmp_path, port)
         url = f"http://127.0.0.1:{port}/"
         try:
             end = time.time() + 120

@@ -51,15 +51,21 @@ def test_app_launches_on_hymenoptera(tmp_path):
         proc.wait(30)
 
 
-def test_rest_and_a_starting_page_answer_while_gradio_loads(tmp_path):
-    """The port opens before Gradio is imported: the first page is the starting page, the REST
-    API already answers then, and the same address becomes the app."""
-    port = free_port()
-    proc = subprocess.Popen(
+def small_app(tmp_path, port: int) -> subprocess.Popen:
+    """app.py on 12 demo images with the trainer off: the quick launch the start-up tests
+    watch from its first instant (stderr piped for their failure messages)."""
+    return subprocess.Popen(
         [sys.executable, "app.py", "--session", str(tmp_path / "s"), "--port", str(port),
          "--no-pretrained", "--backbone", "test_vit", "--no-train", "--demo-count", "12",
          "--task", "classification"], cwd=ROOT, stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL, text=True)
+
+
+def test_rest_and_a_starting_page_answer_while_gradio_loads(tmp_path):
+    """The port opens before Gradio is imported: the first page is the starting page, the REST
+    API already answers then, and the same address becomes the app."""
+    port = free_port()
+    proc = small_app(tmp_path, port)
     url = f"http://127.0.0.1:{port}/"
     pages, rest_while_starting = [], None
     try:
