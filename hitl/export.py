@@ -35,7 +35,6 @@ DEFAULT_NAMES = {"csv": "labels.csv", "parquet": "labels.parquet", "json": "sess
                  "coco": "coco.json", "model": "model.pt", "imagefolder": "imagefolder",
                  "masks": "masks"}
 MARKER = ".hitl-export"  # marks a folder as ours, so a re-export may replace it
-LABEL_COLUMNS = ("image_id", "path", "label", "user", "timestamp")
 
 
 class ExportError(RuntimeError):

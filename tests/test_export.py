@@ -50,7 +50,7 @@ def make_classification(tmp: Path, count: int = 9) -> tuple[Store, dict[str, str
     expected = {}
     for row in store.images_by_ids(store.readable_image_ids()):
         if row.path.startswith(str(twin)):
-            store.set_label(row.id, classes["circle"], user="bob")
+            store.set_labels([row.id], [classes["circle"]], user="bob")  # an import
             continue
         label = odd.get(int(row.filename[5:9]), truth[row.filename])
         store.set_label(row.id, classes[label], user="ann")
@@ -97,18 +97,21 @@ def test_csv_and_parquet_have_the_label_columns(cls_store, tmp_path):
     parquet_path = export(store, "parquet", tmp_path / "out")  # a folder: default name
     assert parquet_path == tmp_path / "out" / "labels.parquet"
     frame = pd.read_csv(csv_path)
-    assert list(frame.columns) == ["image_id", "path", "label", "user", "timestamp"]
+    assert list(frame.columns) == ["image_id", "path", "label", "user", "timestamp", "source"]
     assert len(frame) == len(expected) + 1
     by_name = {Path(p).name: label for p, label in zip(frame["path"], frame["label"])
                if "other" not in p}
     assert by_name == expected
     assert set(frame["user"]) == {"ann", "bob"}
+    # how each label was made: a key press or click, a review page, an import
+    assert dict(zip(frame["user"], frame["source"])) == {"ann": "click", "bob": "import"}
     for stamp in frame["timestamp"]:
         assert "T" in stamp and datetime.fromisoformat(stamp)
     parquet = duckdb.sql(f"SELECT * FROM '{parquet_path}' ORDER BY image_id").df()
     assert list(parquet.columns) == list(frame.columns)
     assert parquet["label"].tolist() == frame["label"].tolist()
     assert parquet["path"].tolist() == frame["path"].tolist()
+    assert parquet["source"].tolist() == frame["source"].tolist()
 
 
 def test_imagefolder_loads_in_torchvision_and_keeps_every_file(cls_store, tmp_path):

@@ -158,7 +158,7 @@ class Predictions:
         target = str(path).replace("'", "''")  # COPY takes no bound parameter for its target
         self._cursor().execute(
             "COPY (SELECT l.image_id, i.path, c.name AS label, l.\"user\", "
-            "l.created_at AS timestamp FROM labels l JOIN images i ON i.id = l.image_id "
+            "l.created_at AS timestamp, l.source FROM labels l JOIN images i ON i.id = l.image_id "
             "JOIN classes c ON c.id = l.class_id "
             f"ORDER BY l.image_id) TO '{target}' ({options})")
 
