@@ -260,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"hitl: session {settings.session_dir.resolve()} — {summary}", file=sys.stderr)
     for warning in session.warnings:
         print(f"hitl: {warning}", file=sys.stderr)
+    server = None
     try:
         # The port opens before Gradio is imported (~2 s): the REST API answers at once and
         # the page says "starting…" until the app takes the same server over (hitl/server.py).
@@ -268,9 +269,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hitl.ui.app import build_app, launch
         demo = build_app(session, service=service)
         launch(demo, session, auth, tokens=tokens, server=server)
+    except KeyboardInterrupt:  # Ctrl-C while Gradio still loads (once up, launch handles it)
+        if server is not None:
+            server.close()  # its request threads hold database cursors
+        print("hitl: stopped", file=sys.stderr)
+        return 130
     finally:  # Ctrl-C: stop the trainer (it saves the model) before the interpreter goes
         session.close()
     return 0
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -88,3 +88,35 @@ def test_rest_and_a_starting_page_answer_while_gradio_loads(tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_ctrl_c_while_gradio_loads_keeps_labels_and_prints_no_traceback(tmp_path):
+    """The REST API answers before Gradio is imported, so a label can be stored and Ctrl-C
+    pressed while the page is still loading: the label stays, the app says it stopped."""
+    import json
+    import signal
+
+    from hitl.store import Store
+    port = free_port()
+    proc = small_app(tmp_path, port)
+    api = f"http://127.0.0.1:{port}/api/v1/"
+    try:
+        wait_http(api + "classes", proc)
+        with urllib.request.urlopen(api + "next?strategy=sequential", timeout=10) as response:
+            image_id = json.load(response)["image_id"]
+        put = urllib.request.Request(f"{api}images/{image_id}/label", method="PUT",
+                                     data=json.dumps({"label": "circle"}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(put, timeout=10) as response:
+            assert json.load(response)["ok"]
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(60)
+        err = proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait(30)
+    # 130: stopped while Gradio loaded; 0: Gradio was up already and closed its server
+    assert code in (0, 130) and "Traceback" not in err and "leaked" not in err, (code, err)
+    store = Store(tmp_path / "s" / "hitl.duckdb")
+    assert store.label_of(image_id) == store.class_by_name("circle").id
+    store.close()
