@@ -22,8 +22,6 @@ TASK = "classification"  # review pages are a classification view; suspects serv
 MAX_PAGE = 96
 MAX_SUSPECTS = 500  # a queue worked through one at a time, not a grid
 POOL_BUDGET_S = 2.0  # segmentation: seconds of patch-grid pooling per "more like this" call
-# how each task scores its labels out-of-sample (a SuspectRefresher method per task)
-SCORERS = {"classification": "_classification", "segmentation": "_segmentation"}
 MAX_SUSPECT_MASKS = 300  # newest masks scored per refresh (all their patch grids in memory)
 
 
@@ -318,8 +316,8 @@ class SuspectRefresher:
         self._last = time.monotonic()
         computed_at = datetime.now()
         class_ids = [c.id for c in self.store.classes()]
-        task = get_task(self.store.task() or TASK).name
-        frame = getattr(self, SCORERS[task])(cache, class_ids)
+        scorer = get_task(self.store.task() or TASK).suspect_scorer
+        frame = getattr(self, scorer)(cache, class_ids)
         if frame is not None:
             frame["model_version"] = int(version)
             frame["computed_at"] = computed_at

@@ -42,6 +42,8 @@ class Task:
                                       # class-prediction orders (else per-call strategies)
     describe: Callable[[dict, dict, list], None]  # (view, image state, classes): put its
                                       # label and prediction in what the page and API show
+    suspect_scorer: str               # the hitl.review.SuspectRefresher method that scores its
+                                      # labels out of sample
 
     def learner(self, mode: str) -> type:
         """The learner class for a training mode ('frozen' or 'finetune')."""
@@ -81,7 +83,7 @@ TASKS: dict[str, Task] = {
         demo_classes=SHAPES,
         score="val_accuracy",
         candidates="label_candidates",
-        ranked=True, describe=_describe_label,
+        ranked=True, describe=_describe_label, suspect_scorer="_classification",
     ),
     "segmentation": Task(
         name="segmentation", strategies=strategies.SEGMENTATION_STRATEGIES,
@@ -92,7 +94,7 @@ TASKS: dict[str, Task] = {
         demo_classes=SEG_CLASSES,
         score="val_miou",
         candidates="mask_candidates",
-        ranked=False, describe=_describe_mask,
+        ranked=False, describe=_describe_mask, suspect_scorer="_segmentation",
     ),
 }
 
