@@ -20,7 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import REPO, AppProcess, Report, fresh_dir, parser, summary  # noqa: E402
+from bench.app_process import AppProcess  # noqa: E402
+from bench.common import (  # noqa: E402
+    REPO,
+    Report,
+    fresh_dir,
+    parser,
+    summary,
+)
 
 # JS tail shared by both measures: resolve with the ms until the next image is displayed
 # (`log` and `n` set before the action, which starts the clock)

@@ -26,11 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.app_process import AppProcess, cpu_seconds  # noqa: E402
 from bench.common import (  # noqa: E402
-    AppProcess,
     Report,
     Timer,
-    cpu_seconds,
     demo_folder,
     fresh_dir,
     parser,

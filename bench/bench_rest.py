@@ -22,13 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.app_process import AppProcess, proc_status  # noqa: E402
 from bench.common import (  # noqa: E402
-    AppProcess,
     Report,
     Timer,
     fresh_dir,
     parser,
-    proc_status,
     summary,
 )
 

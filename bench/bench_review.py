@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.app_process import free_port  # noqa: E402
 from bench.common import Report, fresh_dir, image_folder, parser, wait_until  # noqa: E402
 
 COST_SINGLE, COST_PAGE, COST_MARK = 1.5, 3.0, 0.7
@@ -246,13 +247,6 @@ def suspects_end_to_end(report: Report, name: str, quick: bool, tmp: Path) -> No
         if demo_app is not None:
             demo_app.close()
         session.close()
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main(argv=None) -> dict:

@@ -17,16 +17,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.app_process import AppProcess, proc_status, tree_rss  # noqa: E402
 from bench.common import (  # noqa: E402
-    AppProcess,
     Report,
     Timer,
     fresh_dir,
     image_folder,
     parser,
     percentile,
-    proc_status,
-    tree_rss,
 )
 
 GB = 1024 ** 3

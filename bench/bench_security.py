@@ -21,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import AppProcess, Report, fresh_dir, parser, proc_status  # noqa: E402
+from bench.app_process import AppProcess, proc_status  # noqa: E402
+from bench.common import Report, fresh_dir, parser  # noqa: E402
 
 MB = 1024 * 1024
 SIDE = 14000
