@@ -85,3 +85,14 @@ def float_array(values) -> np.ndarray:
     if isinstance(values, np.ma.MaskedArray):
         return values.astype(np.float64).filled(np.nan)
     return np.asarray(values, dtype=np.float64)
+
+
+def find_sorted(sorted_ids: np.ndarray, ids) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of `ids` stands in the sorted array `sorted_ids` (positions clipped into it)
+    and whether it is there: the in-memory copies (image rows, predictions) are looked up by
+    id this way instead of a query."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if not sorted_ids.size:
+        return np.zeros(ids.shape, dtype=np.int64), np.zeros(ids.shape, dtype=bool)
+    pos = np.clip(np.searchsorted(sorted_ids, ids), 0, sorted_ids.size - 1)
+    return pos, sorted_ids[pos] == ids

@@ -6,9 +6,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from hitl.store.common import (
-    ImageRow,
-)
+from hitl.store.common import ImageRow, find_sorted
 
 
 class Images:
@@ -74,10 +72,10 @@ class Images:
 
     def image(self, image_id: int) -> ImageRow | None:
         cat = self._catalogue()
-        ids = cat["id"]
-        i = int(np.searchsorted(ids, int(image_id)))
-        if i >= ids.size or ids[i] != int(image_id):
+        i, found = find_sorted(cat["id"], int(image_id))
+        if not found:
             return None
+        ids = cat["id"]
         width, height = int(cat["width"][i]), int(cat["height"][i])
         return ImageRow(int(ids[i]), cat["path"][i], cat["filename"][i],
                         None if width < 0 else width, None if height < 0 else height,

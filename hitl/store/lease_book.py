@@ -50,26 +50,31 @@ class LeaseBook:
         """The ids of `ordered`, in order, that nobody but `user` holds."""
         now = self.now()
         for image_id in ordered:
-            entry = self._held.get(int(image_id))
-            if entry is None or entry[0] == user or entry[1] <= now:
+            if self._free(int(image_id), user, now):
                 yield int(image_id)
 
+    def _free(self, image_id: int, user: str, now: float) -> bool:
+        entry = self._held.get(image_id)
+        return entry is None or entry[0] == user or entry[1] <= now
+
     def claim(self, image_ids: Iterable[int], user: str, seconds: float,
-              keep_others: bool = True) -> list[int]:
-        """Lease to `user` those of the images nobody else holds, in one step (a renewal on
-        another thread cannot slip in between the look and the take); returns them. Unless
-        keep_others, the user's other leases end (one image, or one page, at a time)."""
+              keep_others: bool = True, first_only: bool = False) -> list[int]:
+        """Lease to `user` those of the images nobody else holds (with first_only, the first
+        of them), in one step: a renewal on another thread cannot slip in between the look and
+        the take. Returns them. When something is taken and not keep_others, the user's other
+        leases end (one image, or one page, at a time)."""
         now = self.now()
-        until = now + float(seconds)
         with self._lock:
-            if not keep_others:
-                self._release(user, None)
             taken = []
             for image_id in (int(i) for i in image_ids):
-                entry = self._held.get(image_id)
-                if entry is None or entry[0] == user or entry[1] <= now:
-                    self._held[image_id] = (user, until)
+                if self._free(image_id, user, now):
                     taken.append(image_id)
+                    if first_only:
+                        break
+            if taken and not keep_others:
+                self._release(user, None)
+            for image_id in taken:
+                self._held[image_id] = (user, now + float(seconds))
             if len(self._held) > 256:  # forget the expired now and then
                 self._held = {i: e for i, e in self._held.items() if e[1] > now}
             return taken
@@ -100,7 +105,3 @@ class LeaseBook:
         with self._lock:
             for image_id in image_ids:
                 self._held.pop(int(image_id), None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._held.clear()

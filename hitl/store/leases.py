@@ -6,7 +6,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from hitl import strategies
-from hitl.store.common import float_array
+from hitl.store.common import find_sorted, float_array
 from hitl.tasks import get_task
 
 
@@ -43,10 +43,8 @@ class Leases:
         blocked = self._blocked_flags()
         ordered = ordered[ordered < blocked.size]
         ordered = ordered[~blocked[ordered]]
-        for image_id in self.lease_book.first_free(ordered, user):
-            if self.lease_book.claim([image_id], user, seconds, keep_others=keep_others):
-                return image_id
-        return None
+        taken = self.lease_book.claim(ordered, user, seconds, keep_others, first_only=True)
+        return taken[0] if taken else None
 
     def is_open(self, image_id: int) -> bool:
         """Readable, and neither labeled, masked nor skipped (as of the current revision)."""
@@ -93,8 +91,7 @@ class Leases:
             ids = ids[~np.isin(ids, excluded)]
         preds = self._predictions_cache()
         known = preds["image_id"]
-        pos = np.clip(np.searchsorted(known, ids), 0, max(len(known) - 1, 0))
-        found = (known[pos] == ids) if len(known) else np.zeros(len(ids), dtype=bool)
+        pos, found = find_sorted(known, ids)
 
         def column(name: str) -> np.ndarray:
             out = np.full(len(ids), np.nan)

@@ -11,6 +11,7 @@ from hitl.store.common import (
     SESSION_TABLES,
     StoreError,
     current_time,
+    find_sorted,
 )
 
 
@@ -87,9 +88,8 @@ class Predictions:
         """(class id, probability, model version) of one image's current prediction, from the
         in-memory copy (the table has no index: a lookup there scans every prediction)."""
         cache = self._predictions_cache()
-        known = cache["image_id"]
-        i = int(np.searchsorted(known, int(image_id)))
-        if i >= len(known) or known[i] != int(image_id):
+        i, found = find_sorted(cache["image_id"], int(image_id))
+        if not found:
             return None
         return (int(cache["class_id"][i]), float(cache["probability"][i]),
                 int(cache["model_version"][i]))
@@ -101,8 +101,7 @@ class Predictions:
         cache, cat = self._predictions_cache(), self._catalogue()
         names = {c.id: c.name for c in self.classes()}
         ids = cache["image_id"]
-        pos = np.clip(np.searchsorted(cat["id"], ids), 0, max(cat["id"].size - 1, 0))
-        keep = (cat["id"][pos] == ids) if cat["id"].size else np.zeros(ids.size, dtype=bool)
+        pos, keep = find_sorted(cat["id"], ids)
         keep &= np.isin(cache["class_id"], list(names))
         rows = np.flatnonzero(keep)[:None if limit is None else max(0, int(limit))]
         return pd.DataFrame({

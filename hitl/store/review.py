@@ -39,6 +39,8 @@ class Review:
                     ids.append(image_id)
                     if len(ids) == n:
                         break
+            if not ids:  # no page: the one before ends all the same
+                self.lease_book.release(user)
             return self.lease_book.claim(ids, user, seconds, keep_others=False)
 
     def _has_label_or_mask(self, image_id: int) -> bool:
