@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hitl.errors import Refused
 from hitl.store import StoreError
 
 ADMIN, LABELER = "admin", "labeler"
@@ -26,10 +27,6 @@ class Caller:
     @property
     def is_admin(self) -> bool:
         return self.role == ADMIN
-
-
-class Refused(StoreError):
-    """The caller's role does not allow this action."""
 
 
 def answer(fn):

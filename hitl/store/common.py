@@ -7,6 +7,7 @@ from datetime import datetime
 import numpy as np
 
 from hitl import imaging
+from hitl.errors import HitlError
 
 PALETTE = [
     "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
@@ -22,8 +23,9 @@ MAX_CLASS_NAME = 64
 MAX_CLASSES = imaging.MAX_MASK_VALUE  # one mask value 1..254 per class; 0 means unlabeled
 
 
-class StoreError(ValueError):
-    """A request the store refuses, with a message meant for the person who made it."""
+# A request the store refuses, with a message meant for the person who made it: the base of
+# the typed refusals in hitl/errors.py, so `except StoreError` catches every one of them.
+StoreError = HitlError
 
 
 @dataclass(frozen=True)
