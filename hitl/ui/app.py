@@ -9,6 +9,7 @@ from starlette.routing import Mount
 
 from hitl import api
 from hitl.access import BROWSER_ID_JS, Access
+from hitl.adapters import for_page
 from hitl.auth import Authenticator
 from hitl.raw_calls import ForgetRawCalls
 from hitl.rest import PREFIX as REST_PREFIX
@@ -98,7 +99,7 @@ def build_app(session: Session, access: Access | None = None,
 
         def leave(request: gr.Request):
             """A labeler who closes the page frees the image they were shown."""
-            service.leave(service.caller_of(request))
+            for_page(service.leave, service.caller_of(request))
         demo.unload(leave)
     return demo
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from hitl.service import Service, require
+from hitl.service import Service
 from hitl.stats import classification_stats, learning_curve
 from hitl.strategies import CLASSIFICATION_STRATEGIES
 from hitl.ui import board
@@ -49,9 +49,9 @@ def build(service: Service) -> dict:
         """A label or skip of the image on the labeler's screen, with the revision seen."""
         image_id, rev = int(data["image_id"]), data.get("rev")
         if data.get("op") == "skip":
-            return require(service.skip(caller, image_id, revision=rev))
-        return require(service.annotate(caller, image_id, str(data.get("class_name") or ""),
-                                        revision=rev))
+            return service.skip(caller, image_id, revision=rev)
+        return service.annotate(caller, image_id, str(data.get("class_name") or ""),
+                                revision=rev)
 
     with gr.Column():
         gr.HTML(value="", html_template=TEMPLATE, css_template=CSS, js_on_load=BOARD_JS,

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from hitl.service import Service, require
+from hitl.errors import BadInput, Conflict, NotFound
+from hitl.service import Service
 from hitl.stats import learning_curve, segmentation_stats
 from hitl.store import StoreError
 from hitl.strategies import SEGMENTATION_STRATEGIES
@@ -121,7 +122,7 @@ def build(service: Service) -> dict:
                "names": [c.name for c in session.store.classes()]}  # what positions mean
         if img is not None:
             out["w"], out["h"] = img.size
-            stored = require(service.mask_positions(caller, image_id))["positions"]
+            stored = service.mask_positions(caller, image_id)["positions"]
             out["mask"] = positions_url(stored, img.size)
         return out
 
@@ -129,17 +130,17 @@ def build(service: Service) -> dict:
         """Save the edit of the image on the labeler's screen, or skip it."""
         image_id, rev = int(data["image_id"]), data.get("rev")
         if data.get("op") == "skip":
-            return require(service.skip(caller, image_id, revision=rev))
+            return service.skip(caller, image_id, revision=rev)
         row = session.store.image(image_id)
         if row is None:
-            raise StoreError(f"There is no image with id {image_id}.")
+            raise NotFound(f"There is no image with id {image_id}.")
         edit = decode_edit(data.get("edit"))
-        stored = require(service.mask_positions(caller, image_id))["positions"]
+        stored = service.mask_positions(caller, image_id)["positions"]
         positions = apply_edit(stored, edit, row.width, row.height)
         if not positions.any():
-            raise StoreError(f"Nothing is painted on image {image_id}: nothing saved "
+            raise BadInput(f"Nothing is painted on image {image_id}: nothing saved "
                              "(Skip passes it).")
-        return require(service.annotate_positions(caller, image_id, positions, revision=rev))
+        return service.annotate_positions(caller, image_id, positions, revision=rev)
 
     prediction = board.server_function(service, "seg_prediction")(
         lambda data, caller: predicted(data, caller))
@@ -148,13 +149,13 @@ def build(service: Service) -> dict:
         """The model's mask at display size, if it was made for the classes on the page."""
         image_id = int(data.get("image_id"))
         if data.get("rev") is not None and int(data["rev"]) != session.store.class_revision:
-            raise StoreError("The classes changed: the page is redrawn.")
-        result = require(service.predicted_mask(caller, image_id))
+            raise Conflict("The classes changed: the page is redrawn.")
+        result = service.predicted_mask(caller, image_id)
         if result["class_ids"] != [c.id for c in session.store.classes()]:
-            raise StoreError("No prediction for the current classes yet.")
+            raise NotFound("No prediction for the current classes yet.")
         img, _ = display_image(session, image_id)
         if img is None:
-            raise StoreError(f"Image {image_id} cannot be shown.")
+            raise NotFound(f"Image {image_id} cannot be shown.")
         return {"mask": positions_url(result["mask"], img.size)}
 
     with gr.Column():
