@@ -343,6 +343,8 @@ class Labeling:
         if row is None:
             raise NotFound(f"There is no image with id {image_id}.")
         self._may_change(caller, [image_id])
+        if message := self.session.task_message("segmentation"):
+            raise Conflict(message)  # before any decoding
         with self._mask_slots:  # whatever the route (gr.api, REST), few decodes at once
             positions = mask_from_png(data, row.width, row.height)
             return self.annotate_positions(caller, image_id, positions, revision)
