@@ -64,6 +64,9 @@ def anonymous_role(settings, logins: bool) -> str:
 
 def admin_hint(settings) -> str:
     """How someone becomes admin where anonymous visitors are labelers: said on the page."""
+    if getattr(settings, "space_id", None) and getattr(settings, "hf_oauth", False):
+        return ("To administer this Space, sign in with Hugging Face as its owner (or an "
+                "account in HITL_HF_ADMINS), or set HITL_AUTH in its settings.")
     if getattr(settings, "space_id", None):
         return ("To administer this Space, set HITL_AUTH (user:password:admin) or "
                 "HITL_AUTH_FILE in its settings; or add `hf_oauth: true` to its README "

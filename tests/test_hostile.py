@@ -353,3 +353,17 @@ def api_functions(app) -> dict:
     """api_name -> function of every gr.api endpoint (hitl/api.py) of the running app."""
     return {f.api_name: f.fn for f in app.demo.fns.values()
             if getattr(f.fn, "__module__", "") == "hitl.api" and f.api_name}
+
+
+def test_every_page_event_as_a_guest(app_factory, signed_in):
+    """A guest of Sign in with Hugging Face posting every event of the page: nothing of the
+    session changes, and nothing of it is shown (not who labeled what, not the stats)."""
+    app, page, _ = hostile_callers.launch("guest", app_factory, signed_in)
+    labeled, leased = hostile_callers.admin_work(app)
+    before = hostile_callers.everything(app)
+    words = ["circle", str(labeled[0]), labeled[0]]
+    for event in page.events:
+        for args in page.argument_sets(event, words, limit=2):
+            text = json.dumps(page.call(event["id"], args).get("output"))
+            assert "ann: 3" not in text, f"event {event['id']} showed the stats"
+            assert hostile_callers.everything(app) == before, f"event {event['id']} changed it"

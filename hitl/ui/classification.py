@@ -7,7 +7,7 @@ from hitl.service import Service
 from hitl.stats import classification_stats, learning_curve
 from hitl.strategies import CLASSIFICATION_STRATEGIES
 from hitl.ui import board
-from hitl.ui.common import data_url, display_image
+from hitl.ui.common import data_url, display_image, may_label
 
 TASK = "classification"
 LEGEND = ("**Keys** — `1`…`9`, `0`: label with class 1…10 and go on · `S`: skip · "
@@ -68,13 +68,15 @@ def build(service: Service) -> dict:
                 confusion = gr.Dataframe(label="Confusion (validation; rows = truth)",
                                          interactive=False)
 
-    def refresh(window):
+    def refresh(window, request: gr.Request = None):
         """Timer tick: stats, curve, confusion (the board keeps its own classes and lock)."""
+        import pandas as pd
+        if not may_label(service, request):
+            return "", None, pd.DataFrame()
         stats = classification_stats(session, int(window))
         frame = learning_curve(session, TASK)
         matrix = stats["confusion"]
         names = stats["confusion_classes"] or []
-        import pandas as pd
         conf = pd.DataFrame(matrix, columns=names, index=names).reset_index(names="truth") \
             if matrix else pd.DataFrame()
         return stats_markdown(stats), frame, conf

@@ -38,6 +38,13 @@ def with_request(fn: Callable, n_inputs: int) -> Callable:
     return run
 
 
+def may_label(service, request) -> bool:
+    """For the page's reads that are no action (the stats ticks): whether the caller may see
+    what a labeler sees. A guest of Sign in with Hugging Face gets nothing."""
+    from hitl.service import ROLES
+    return service.caller_of(request).role in ROLES
+
+
 DISPLAY_SIDE = 1024  # large photos are shrunk for the page; labels never depend on it
 
 

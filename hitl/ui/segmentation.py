@@ -23,7 +23,7 @@ from hitl.store import StoreError
 from hitl.strategies import SEGMENTATION_STRATEGIES
 from hitl.ui import board
 from hitl.ui.classification import catalog_line, held_out, trainer_line
-from hitl.ui.common import data_url, display_image
+from hitl.ui.common import data_url, display_image, may_label
 
 TASK = "segmentation"
 KEEP = 255  # in an edit from the page: a pixel the labeler did not touch
@@ -171,8 +171,10 @@ def build(service: Service) -> dict:
                                     y_lim=[0, 1], x_axis_format="d")
                 iou_table = gr.Dataframe(label="Per-class IoU (validation)", interactive=False)
 
-    def refresh():
+    def refresh(request: gr.Request = None):
         """Timer tick: stats, curve, per-class IoU (the painter keeps its own classes)."""
+        if not may_label(service, request):
+            return "", None, pd.DataFrame()
         stats = segmentation_stats(session)
         iou = pd.DataFrame({"class": list(stats["per_class_iou"]),
                             "IoU": [None if v is None else round(v, 3)
