@@ -32,7 +32,8 @@ def _common(session: Session) -> dict:
 def classification_stats(session: Session, live_window: int = 50) -> dict:
     store = session.store
     names = {c.id: c.name for c in store.classes()}
-    per_class = {names[cid]: int(n) for cid, n in store.label_counts().items()}
+    # the two reads may straddle a class change: count the classes both of them know
+    per_class = {names[cid]: int(n) for cid, n in store.label_counts().items() if cid in names}
     latest = store.latest_model()
     live, counted = store.live_accuracy(live_window)
     out = _common(session)
