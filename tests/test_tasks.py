@@ -77,11 +77,16 @@ def test_the_decorator_registers_and_an_unknown_task_raises():
         get_task("classification").learner("lora")
 
 
-def test_before_a_task_is_set_the_declared_default_is_used():
+def test_before_a_task_is_set_the_declared_default_is_used(session_factory):
     assert current_task(None).name == "classification"
     assert current_task("segmentation").name == "segmentation"
     with pytest.raises(UnknownTask):
         current_task("detection")
+    session = session_factory(train=False, demo_count=12)
+    service = Service(session)
+    assert session.store.task() is None and service.task() == "classification"
+    session.lock_task("segmentation")
+    assert service.task() == "segmentation"
 
 
 def test_importing_the_tasks_imports_no_torch_nor_gradio():

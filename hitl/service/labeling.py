@@ -70,7 +70,9 @@ class Labeling:
         while chosen is not None:
             tried.append(chosen.name)
             ordered = chosen.order(pick)
-            problem = chosen.empty_reason(pick) if ordered.size == 0 else strategies.TAKEN
+            if first_problem is None:  # why the strategy asked for had nothing, if it had
+                first_problem = chosen.empty_reason(pick) if ordered.size == 0 \
+                    else strategies.TAKEN
             if len(exclude):
                 ordered = ordered[~np.isin(ordered, np.asarray(exclude, dtype=np.int64))]
             image_id = self.store.lease_first(ordered, user, self.session.settings.lease_seconds,
@@ -79,7 +81,6 @@ class Labeling:
                 note = None if chosen.name == strategy else \
                     f"'{strategy}' had no candidate ({first_problem}); showing '{chosen.name}'."
                 return self._view(image_id, task, note=note, strategy=chosen.name)
-            first_problem = first_problem or problem
             chosen = TASKS[task].strategies.after(chosen, tried)
         return self._view(None, task, note="Every remaining image is being labeled by someone "
                                            "else right now.", strategy=strategy)
