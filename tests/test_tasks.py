@@ -29,7 +29,7 @@ def protocol_members() -> set[str]:
 def test_the_protocol_lists_what_a_task_offers():
     assert {"candidates", "describe", "score_suspects", "learner", "stats", "exports",
             "board", "demo_classes", "score", "strategies", "open_pool", "predictor",
-            "name", "title"} <= protocol_members()
+            "name"} <= protocol_members()
 
 
 @pytest.mark.parametrize("name", list(TASKS))
@@ -39,7 +39,7 @@ def test_every_task_has_every_member_of_the_protocol(name):
     assert not missing, f"{name} lacks {missing}"
     methods = {n for n, v in vars(Task).items() if callable(v) and not n.startswith("_")}
     assert all(callable(getattr(task, m)) for m in methods)
-    assert task.name == name and task.title
+    assert task.name == name
 
 
 @pytest.mark.parametrize("name", list(TASKS))

@@ -31,7 +31,6 @@ class Task(Protocol):
     """What a task offers; every registered task has each of these (tests/test_tasks.py)."""
 
     name: str                       # its registry name, stored as the session's task
-    title: str                      # its tab's title
     demo_classes: tuple[str, ...]   # the generated demo set's classes for this task
     exports: tuple[str, ...]        # the export formats (hitl.export) that hold its labels
     score: str                      # the models column its learning curve plots

@@ -14,7 +14,6 @@ from hitl.tasks.classification.strategies import STRATEGIES
 @register_task(default=True)
 class Classification:
     name = "classification"
-    title = "Classification"
     demo_classes = SHAPES
     exports = ("csv", "imagefolder", "parquet", "json", "model")
     score = "val_accuracy"

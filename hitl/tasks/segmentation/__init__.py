@@ -15,7 +15,6 @@ from hitl.tasks.segmentation.strategies import STRATEGIES
 @register_task
 class Segmentation:
     name = "segmentation"
-    title = "Segmentation"
     demo_classes = SEG_CLASSES
     exports = ("masks", "coco", "json", "model")
     score = "val_miou"
