@@ -20,7 +20,7 @@ import numpy as np
 from hitl.locks import ordered_lock
 from hitl.settings import Settings
 from hitl.store import Store
-from hitl.tasks import get_task
+from hitl.tasks import current_task, get_task
 
 if TYPE_CHECKING:
     from hitl.learners.published import PublishedMasks
@@ -177,7 +177,7 @@ class Trainer:
     # ---- the loop ----------------------------------------------------------------------------
     def _wanted_key(self) -> tuple:
         s = self.settings
-        task = self.store.task() or "classification"
+        task = current_task(self.store.task()).name  # before the first label: the default
         name = s.backbone if s.mode == "frozen" else s.finetune_model
         return (task, s.mode, name, s.seg_long_side, s.device)
 

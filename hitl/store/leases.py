@@ -7,7 +7,6 @@ import numpy as np
 
 from hitl import strategies
 from hitl.store.common import find_sorted, float_array
-from hitl.tasks import get_task
 
 
 class Leases:
@@ -63,11 +62,6 @@ class Leases:
         return self.lease_book.holder(image_id)
 
     # ---- candidates for the next image ----------------------------------------------------
-    def candidates(self, task: str, user: str) -> dict[str, np.ndarray]:
-        """Unlabeled, unskipped, readable images nobody else leases, with their predictions
-        (the task's registry entry names which of the two methods below lists them)."""
-        return getattr(self, get_task(task).candidates)(user)
-
     def mask_candidates(self, user: str) -> dict[str, np.ndarray]:
         """Images without a mask, with their segmentation summaries (entropy, fractions)."""
         res = self._cursor().execute(
@@ -111,7 +105,7 @@ class Leases:
         cache["model_version"] = np.asarray(res["model_version"], dtype=np.int64)
         return cache
 
-    # ---- the fast next-image path (hitl.strategies.fast_order) --------------------------------
+    # ---- the fast next-image path (hitl.strategies.OpenIndex) ----------------------------------
     def open_index(self, user: str) -> strategies.OpenIndex:
         """Sorted orders and taken flags for a classification next image, reused across key
         presses: the flags are rebuilt once per change of labels (revision), the orders once
