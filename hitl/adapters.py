@@ -1,10 +1,10 @@
 """One adapter per entry point: a typed refusal (hitl/errors.py) in that entry point's shape.
 
 The Service raises `HitlError`s carrying their HTTP status; nothing else in hitl turns them
-into answers. gr.api answers `{"ok": false, "error"}` (a client loop goes on); REST answers
-the error's status with `{"error"}`; a board's server function and a page event get
-`{"ok": false, "error", "status"}` and show the one line. The message is always one short
-line, never a traceback and never a huge echoed input.
+into answers. gr.api and the boards' server functions answer `{"ok": false, "error"}` (a
+client loop goes on, the board shows the line); REST answers the error's status with
+`{"error"}`; a page event gets `{"ok": false, "error", "status"}` and shows the line. The
+message is always one short line, never a traceback and never a huge echoed input.
 """
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ def for_rest(exc: HitlError) -> tuple[int, dict]:
 
 
 def for_board(exc: HitlError) -> dict:
-    """A board's server function (hitl/ui/board.py): the board shows the line."""
-    return {"ok": False, "error": one_line(str(exc)), "status": exc.status}
+    """A board's server function (hitl/ui/board.py): the board shows the line (its answer
+    carries no HTTP status: it came back with 200, and a "status" would read as the HTTP one)."""
+    return {"ok": False, "error": one_line(str(exc))}
 
 
 def for_page(call: Callable[..., dict], *args, **kwargs) -> dict:
