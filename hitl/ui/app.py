@@ -10,6 +10,7 @@ from starlette.routing import Mount
 from hitl import api
 from hitl.access import BROWSER_ID_JS, Access
 from hitl.auth import Authenticator
+from hitl.bounded import BodyLimit
 from hitl.raw_calls import ForgetRawCalls
 from hitl.rest import PREFIX as REST_PREFIX
 from hitl.rest import gradio_cookie_user
@@ -21,6 +22,7 @@ from hitl.starting import open_port
 from hitl.throttle import LoginThrottle
 from hitl.tokens import TokenChecker
 from hitl.ui import classes, classification, review, segmentation, session_tab
+from hitl.ui.page_values import quiet_refused_values
 
 KEYS_JS = (Path(__file__).with_name("keys.js")).read_text()
 HEAD = f"<script>{BROWSER_ID_JS}</script><script>{KEYS_JS}</script>"
@@ -100,6 +102,7 @@ def build_app(session: Session, access: Access | None = None,
             """A labeler who closes the page frees the image they were shown."""
             service.leave(service.caller_of(request))
         demo.unload(leave)
+    quiet_refused_values(demo)  # out-of-range page values: one log line, no traceback
     return demo
 
 
@@ -117,7 +120,8 @@ def launch(demo: gr.Blocks, session: Session, auth=None, tokens: TokenChecker | 
         server = open_port(session, getattr(demo, "hitl_service", None), auth, tokens, rest)
     demo.queue(default_concurrency_limit=8)
     app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
-    app_kwargs["middleware"] = [Middleware(ForgetRawCalls, blocks=demo), Middleware(LoginThrottle),
+    app_kwargs["middleware"] = [Middleware(BodyLimit), Middleware(ForgetRawCalls, blocks=demo),
+                                Middleware(LoginThrottle),
                                 *(app_kwargs.get("middleware") or [])]
     if server.rest_api is not None:
         server.rest_api.state.gate.cookie_user = gradio_cookie_user(demo)
