@@ -81,6 +81,9 @@ class Gate:
 
 
 def _is_local(request: Request) -> bool:
+    """A client on this machine: a loopback peer that no proxy forwarded for."""
+    if "x-forwarded-for" in request.headers or "forwarded" in request.headers:
+        return False
     host = request.client.host if request.client else ""
     try:
         return ipaddress.ip_address(host).is_loopback
