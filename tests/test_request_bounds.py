@@ -91,6 +91,11 @@ def test_ids_past_int64_are_refused_as_bad_input(app_factory, capfd):
             assert answer.status_code in (400, 404, 422), (path, answer.status_code, answer.text)
             assert "\n" not in answer.json()["error"]
         assert api.get(f"/images/{big - 1}").status_code == 404  # in range: no such image
+    page = PageSession(app.url)  # the boards' server functions too
+    for component_id, name in page.server_functions:
+        answer = page.call_server(component_id, name, {"image_id": big, "op": "save",
+                                                       "label": "circle", "step": 1})
+        assert "status" not in answer, (name, answer)  # an answer, not an HTTP 500
     log = capfd.readouterr()
     assert "Traceback" not in log.out + log.err
 
