@@ -89,3 +89,16 @@ def test_deluser_and_revoke_refuse_in_one_line(users, capsys):
     assert hitl_main(["deluser", "--auth-file", str(users), "ann"]) == 2
     assert "only user" in capsys.readouterr().err
     assert read_auth_roles(users) == {"ann": "admin"}
+
+
+def test_a_broken_auth_file_keeps_the_logins_it_had(users, monkeypatch, caplog):
+    from hitl import file_watch
+    monkeypatch.setattr(file_watch, "CHECK_EVERY_S", 0.0)
+    auth = Authenticator(auth_file=users)
+    assert auth.users() == {"ann", "bob"} and auth("bob", "pw-bob", "203.0.113.1")
+    users.write_text("this is not a user line\n")  # an editor saving half a file
+    assert auth.users() == {"ann", "bob"} and auth("bob", "pw-bob", "203.0.113.1")
+    assert "cannot be read" in caplog.text
+    users.unlink()
+    add_user(users, "cem", "pw-cem")
+    assert auth.users() == {"cem"} and not auth("bob", "pw-bob", "203.0.113.1")
