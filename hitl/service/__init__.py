@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hitl.access import Access
 from hitl.export_leftovers import remove_stale_workdirs
+from hitl.locks import ordered_lock
 from hitl.review import ReviewService
 from hitl.service.admin import Admin
 from hitl.service.guard import (
@@ -45,7 +46,7 @@ class Service(Labeling, Admin, ReviewService):
     def __init__(self, session: Session, access: Access | None = None):
         self.session = session
         self.access = access or Access.from_settings(session.settings)
-        self._reset_lock = threading.Lock()
+        self._reset_lock = ordered_lock("service.reset")
         self._last_reset = 0.0
         self._exports: list[Path] = []
         self._mask_slots = threading.BoundedSemaphore(MASK_DECODES_AT_ONCE)

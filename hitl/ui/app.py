@@ -21,9 +21,10 @@ from hitl.service import Service
 from hitl.session import Session
 from hitl.settings import Settings
 from hitl.starting import open_port
+from hitl.tasks import get_task
 from hitl.throttle import ClientAddress, LoginThrottle
 from hitl.tokens import TokenChecker
-from hitl.ui import classes, classification, review, segmentation, session_tab
+from hitl.ui import classes, review, session_tab
 from hitl.ui.page_values import quiet_refused_values
 
 KEYS_JS = (Path(__file__).with_name("keys.js")).read_text()
@@ -62,9 +63,9 @@ def build_app(session: Session, access: Access | None = None,
                              elem_id="banner")
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Classification", id="classification") as cls_tab:
-                cls = classification.build(service)
+                cls = get_task("classification").board(service)
             with gr.Tab("Segmentation", id="segmentation") as seg_tab:
-                seg = segmentation.build(service)
+                seg = get_task("segmentation").board(service)
             with gr.Tab("Classes", id="classes") as classes_tab:
                 cm = classes.build(service)
             review.add_tab(service)

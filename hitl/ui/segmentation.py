@@ -18,9 +18,10 @@ from PIL import Image
 
 from hitl import mask_png
 from hitl.service import Service, require
-from hitl.stats import learning_curve, segmentation_stats
+from hitl.stats import learning_curve
 from hitl.store import StoreError
-from hitl.strategies import SEGMENTATION_STRATEGIES
+from hitl.tasks.segmentation.stats import segmentation_stats
+from hitl.tasks.segmentation.strategies import STRATEGIES
 from hitl.ui import board
 from hitl.ui.classification import catalog_line, held_out, trainer_line
 from hitl.ui.common import DISPLAY_SIDE, data_url, display_image
@@ -46,7 +47,7 @@ CSS = board.CSS + """
 """
 TEMPLATE = f"""
 <div class="hb">
-  {board.opening("seg", SEGMENTATION_STRATEGIES)}
+  {board.opening("seg", STRATEGIES.names)}
     <div id="seg-classes" class="hb-buttons"></div>
     <div class="hb-tools">
       <label>Brush size <input type="range" id="seg-size" min="1" max="120" value="12">
