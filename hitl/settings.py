@@ -56,6 +56,7 @@ class Settings:
     space_owner: str | None = None
     hf_oauth: bool = False  # the Space has `hf_oauth: true` (Sign in with Hugging Face works)
     rest: bool = True  # the REST API under /api/v1 (hitl/rest.py)
+    forwarded_allow_ips: list[str] = field(default_factory=list)  # trusted for X-Forwarded-For
     device: str = "auto"
     backbone: str = DEFAULT_BACKBONE
     finetune_model: str = DEFAULT_FINETUNE_MODEL

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hitl.access import Access
 from hitl.errors import Refused
+from hitl.export_leftovers import remove_stale_workdirs
 from hitl.locks import ordered_lock
 from hitl.service.admin import Admin
 from hitl.service.guard import (
@@ -54,6 +55,7 @@ class Service(Labeling, Admin, ReviewService):
         self._exports: list[Path] = []
         self._mask_slots = threading.BoundedSemaphore(MASK_DECODES_AT_ONCE)
         atexit.register(self._prune_exports, 0)
+        remove_stale_workdirs(EXPORT_KEEP_S)  # what a killed app left (hitl/export_leftovers.py)
 
     @property
     def store(self):

@@ -80,6 +80,8 @@ def server_function(service: Service, name: str):
                 return for_board(exc)
             except (ValueError, TypeError) as exc:  # a page script's junk, not a refusal
                 return for_board(BadInput(f"Bad request: {exc}"))
+            except OverflowError:  # an id past int64 (the database's BIGINT)
+                return for_board(BadInput("A number the page sent is out of range."))
         run.__name__ = name
         return run
     return wrap
