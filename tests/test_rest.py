@@ -155,12 +155,12 @@ def test_segmentation_masks(app_factory):
         assert np.array_equal(np.array(Image.open(io.BytesIO(back.content))), mask)
         assert api.get(f"/images/{image_id}").json()["label"] == "mask"
         wrong_size = api.put(f"/images/{image_id}/mask", content=png_bytes(np.ones((3, 5))))
-        assert wrong_size.status_code == 400 and "the image is" in wrong_size.json()["error"]
+        assert wrong_size.status_code == 422 and "the image is" in wrong_size.json()["error"]
         rgb = io.BytesIO()
         Image.new("RGB", (w, h)).save(rgb, format="PNG")
-        assert api.put(f"/images/{image_id}/mask", content=rgb.getvalue()).status_code == 400
+        assert api.put(f"/images/{image_id}/mask", content=rgb.getvalue()).status_code == 422
         garbage = api.put(f"/images/{image_id}/mask", content=b"not a png")
-        assert garbage.status_code == 400
+        assert garbage.status_code == 422
         assert garbage.json()["error"].startswith("The mask must be a PNG")
 
 
