@@ -225,15 +225,6 @@ def authenticator(settings: Settings) -> Authenticator | None:
     return auth if auth else None
 
 
-def other_app_message(session_dir: Path, error: str) -> str:
-    """One line for a session that another process holds (DuckDB's lock names its PID)."""
-    import re
-    pid = re.search(r"PID (\d+)", error)
-    who = f"process {pid.group(1)}" if pid else "another process"
-    return (f"the session {session_dir.resolve()} is open in another app ({who}): stop it, "
-            "or start this one with another --session")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     settings, _ = parse_settings(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(settings, "verbose", False)
@@ -245,15 +236,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hitl.service import Service
     from hitl.session import Session
     from hitl.starting import open_port
+    from hitl.store.faults import open_error
 
     settings.catalog_in_background = True  # serve at once; --images register meanwhile
     try:
         session = Session(settings)
-    except Exception as exc:  # duckdb.IOException: another process holds the database
-        if "lock" not in str(exc).lower():
+    except Exception as exc:  # held by another app, damaged, read-only: one line, exit 2
+        message = open_error(settings.session_dir, settings.db_path, exc)
+        if message is None:
             raise
-        print(f"hitl: error: {other_app_message(settings.session_dir, str(exc))}",
-              file=sys.stderr)
+        print(f"hitl: error: {message}", file=sys.stderr)
         return 2
     summary = (session.report.summary() if session.catalog.state == "done" else
                "registering the images in the background (the page shows how far)")

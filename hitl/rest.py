@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hitl.access import login_cookie_user
+from hitl.errors import HitlError
 from hitl.rest_service import Caller, RestView
 from hitl.session import Session
 from hitl.tokens import TokenChecker
@@ -347,6 +348,10 @@ def build_api(session: Session, gate: Gate, service=None) -> FastAPI:
     @api.exception_handler(ApiError)
     def api_error(request: Request, exc: ApiError):
         return JSONResponse({"error": _one_line(exc.message)}, status_code=exc.status)
+
+    @api.exception_handler(HitlError)
+    def refused(request: Request, exc: HitlError):  # raised outside the service (a fault)
+        return JSONResponse({"error": _one_line(str(exc))}, status_code=exc.status)
 
     @api.exception_handler(RequestValidationError)
     def bad_request(request: Request, exc: RequestValidationError):

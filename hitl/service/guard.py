@@ -42,7 +42,10 @@ def answer(fn):
         try:
             result = fn(self, caller, *args, **kwargs)
         except StoreError as exc:
-            return {"ok": False, "error": one_line(str(exc))}
+            refused = {"ok": False, "error": one_line(str(exc))}
+            if exc.status >= 500:  # a fault, not the caller's doing: REST answers its status
+                refused["status"] = exc.status
+            return refused
         if isinstance(result, dict):
             result.setdefault("ok", True)
         return result

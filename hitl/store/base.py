@@ -13,6 +13,7 @@ import numpy as np
 from hitl.store.common import (
     StoreError,
 )
+from hitl.store.faults import fault_of
 from hitl.store.lease_book import LeaseBook
 from hitl.store.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -73,8 +74,14 @@ class StoreBase:
             try:
                 result = fn(cur, *args, **kwargs)
                 cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
+            except BaseException as exc:
+                try:  # a failed COMMIT has rolled back already: no transaction is left
+                    cur.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass
+                fault = fault_of(exc)  # a full disk is a 507, not a reset connection
+                if fault is not None:
+                    raise fault from exc
                 raise
             return result
 
