@@ -17,24 +17,9 @@ from __future__ import annotations
 
 import re
 
+from hitl.gradio_compat import forget_call_session
+
 RESULT_PATH = re.compile(r"^(?:.*)/gradio_api/call/(?:v2/)?[^/]+/(?P<event_id>[^/]+)/?$")
-
-
-def forget_call_session(blocks, event_id: str) -> bool:
-    """Drop what Gradio keeps of the one-call session `event_id`, once its event is done."""
-    queue = getattr(blocks, "_queue", None)
-    holder = getattr(blocks, "state_holder", None)
-    if queue is None or holder is None:
-        return False
-    pending = queue.pending_event_ids_session.get(event_id)
-    if pending or event_id in queue.event_ids_to_events:
-        return False  # still running: its result has not been delivered
-    queue.pending_event_ids_session.pop(event_id, None)
-    queue.pending_messages_per_session.pop(event_id, None)
-    with holder.lock:
-        holder.session_data.pop(event_id, None)
-        holder.time_last_used.pop(event_id, None)
-    return True
 
 
 class ForgetRawCalls:

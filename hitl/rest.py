@@ -26,7 +26,6 @@ from PIL import Image
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hitl.access import login_cookie_user
 from hitl.errors import HitlError
 from hitl.rest_service import Caller, RestView
 from hitl.session import Session
@@ -82,13 +81,6 @@ def _is_local(request: Request) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host in ("localhost", "testclient")
-
-
-def gradio_cookie_user(blocks) -> callable:
-    """request -> the user Gradio's login cookie names (the cookie the page's login sets)."""
-    def user(request: Request) -> str | None:
-        return login_cookie_user(getattr(blocks, "server_app", None), request.cookies)
-    return user
 
 
 @dataclass

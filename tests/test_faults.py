@@ -54,8 +54,7 @@ def test_a_full_disk_refuses_each_write_and_stores_nothing_of_it(app_factory, tm
         assert by_rest(11)[0]  # space again: the app goes on, nothing to restart
         stored.add(11)
         page.close()
-        app.demo.close()
-        app.session.close()
+        app.app.close()
         store = Store(db_path)  # reopened from the file: exactly the answered labels
         try:
             labeled = {i for i in range(1, 13) if store.label_of(i) is not None}
