@@ -325,7 +325,7 @@ class ServerTiming:
         await self.app(scope, receive, timed_send)
 
 
-def build_api(session: Session, gate: Gate, service=None) -> FastAPI:
+def build_api(session: Session, gate: Gate, service) -> FastAPI:
     """The /api/v1 app: mounted into Gradio's server by hitl.ui.app.launch; `service` is the
     page's hitl.service.Service, so page and REST share one."""
     api = FastAPI(title="hitl REST API", version="1", docs_url="/docs",
