@@ -242,3 +242,46 @@ def test_no_other_thread_runs_python_parsing_code_while_gradio_imports(tmp_path)
     assert answered and any(importing for _, importing in seen["calls"])
     assert not [c for c in seen["calls"] if c[1] and c[0] != "MainThread"], seen
     assert not {"hitl-trainer", "hitl-catalog"} & set(seen["alive"]), seen["alive"]
+
+
+def test_sigterm_under_load_stores_exactly_the_answered_labels(tmp_path):
+    """Labels stream in when SIGTERM comes: every label that was answered is stored, and
+    nothing that was not answered (requests in flight finish; new ones are refused)."""
+    import threading
+    port = free_port()
+    proc = small_app(tmp_path, port)
+    api = f"http://127.0.0.1:{port}/api/v1/"
+    answered, stopping = [], threading.Event()
+
+    def label_all():
+        for image_id in range(1, 13):
+            while proc.poll() is None:
+                try:
+                    if put_label(api, image_id, "circle")["ok"]:
+                        answered.append(image_id)
+                    break
+                except OSError:  # refused or reset once the server stops taking requests
+                    if stopping.is_set():
+                        return
+                    time.sleep(0.01)
+
+    try:
+        wait_http(api + "classes", proc)
+        writer = threading.Thread(target=label_all)
+        writer.start()
+        while len(answered) < 3 and writer.is_alive():
+            time.sleep(0.005)
+        stopping.set()
+        proc.send_signal(signal.SIGTERM)  # while the writer goes on
+        code = proc.wait(60)
+        writer.join(60)
+        err = proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait(30)
+    assert code == 0 and err.rstrip().endswith("hitl: stopped"), (code, err)
+    from hitl.store import Store
+    store = Store(tmp_path / "s" / "hitl.duckdb")
+    stored = [i for i in range(1, 13) if store.label_of(i) is not None]
+    store.close()
+    assert len(answered) >= 3 and stored == sorted(set(answered)), (answered, stored)
