@@ -121,3 +121,24 @@ def test_a_session_another_app_holds_is_told_apart_from_damage(tmp_path):
         holder.wait()
     assert done.returncode == 2 and "open in another app" in done.stderr, done.stderr
     assert f"process {holder.pid}" in done.stderr and "damaged" not in done.stderr
+
+
+def test_fault_of_names_each_fault_and_nothing_else(tmp_path):
+    import errno
+
+    import duckdb
+
+    from hitl.errors import BadInput, DiskFull, Unavailable
+    from hitl.store.faults import fault_of
+    (tmp_path / "bad.duckdb").write_bytes(b"x" * 5000)
+    try:
+        duckdb.connect(str(tmp_path / "bad.duckdb"))
+    except duckdb.Error as exc:
+        damaged = exc
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert isinstance(fault_of(full), DiskFull) and fault_of(full).status == 507
+    assert type(fault_of(damaged)) is Unavailable and "damaged" in str(fault_of(damaged))
+    read_only = OSError(errno.EROFS, "Read-only file system")
+    assert type(fault_of(read_only)) is Unavailable and "read-only" in str(fault_of(read_only))
+    assert fault_of(ValueError("a bug")) is None
+    assert fault_of(BadInput("no such class")) is None  # a refusal already

@@ -62,10 +62,13 @@ def fault_of(exc: BaseException) -> HitlError | None:
     if is_read_only(exc):
         return Unavailable("the session folder is read-only: nothing of this request was "
                            "stored; make it writable and restart the app.")
-    if is_damaged(exc) or any(s in _text(exc) for s in STOPPED):
-        return Unavailable("the session database cannot be read or written any more: stop "
-                           "the app, then restore the newest session-* archive folder or "
-                           "export what you can.")
+    if any(s in _text(exc) for s in STOPPED):
+        return Unavailable("the session database stopped after a write error (a full or "
+                           "failing disk?): make room, then restart the app; every answered "
+                           "label is kept.")
+    if is_damaged(exc):
+        return Unavailable("the session database file is damaged: stop the app, then restore "
+                           "the newest session-* archive folder or export what you can.")
     return None
 
 
