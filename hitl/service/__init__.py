@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from hitl.access import Access
+from hitl.locks import ordered_lock
 from hitl.review import ReviewService
 from hitl.service.admin import Admin
 from hitl.service.guard import (
@@ -44,7 +45,7 @@ class Service(Labeling, Admin, ReviewService):
     def __init__(self, session: Session, access: Access | None = None):
         self.session = session
         self.access = access or Access.from_settings(session.settings)
-        self._reset_lock = threading.Lock()
+        self._reset_lock = ordered_lock("service.reset")
         self._last_reset = 0.0
         self._exports: list[Path] = []
         self._mask_slots = threading.BoundedSemaphore(MASK_DECODES_AT_ONCE)

@@ -9,18 +9,19 @@ second one is refused or replaces the first, with its own undo).
 """
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterable
 
 import numpy as np
+
+from hitl.locks import ordered_lock
 
 
 class LeaseBook:
     """image id -> (user, expiry on the monotonic clock), safe to share between threads."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = ordered_lock("lease_book")
         self._held: dict[int, tuple[str, float]] = {}
 
     @staticmethod

@@ -15,8 +15,9 @@ from hitl.rest import PREFIX as REST_PREFIX
 from hitl.server import Server
 from hitl.service import Service
 from hitl.settings import Settings
+from hitl.tasks import get_task
 from hitl.throttle import LoginThrottle
-from hitl.ui import classes, classification, review, segmentation, session_tab
+from hitl.ui import classes, review, session_tab
 
 KEYS_JS = (Path(__file__).with_name("keys.js")).read_text()
 HEAD = f"<script>{BROWSER_ID_JS}</script><script>{KEYS_JS}</script>"
@@ -50,9 +51,9 @@ def build_blocks(service: Service) -> gr.Blocks:
                              elem_id="banner")
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Classification", id="classification") as cls_tab:
-                cls = classification.build(service)
+                cls = get_task("classification").board(service)
             with gr.Tab("Segmentation", id="segmentation") as seg_tab:
-                seg = segmentation.build(service)
+                seg = get_task("segmentation").board(service)
             with gr.Tab("Classes", id="classes") as classes_tab:
                 cm = classes.build(service)
             review.add_tab(service)

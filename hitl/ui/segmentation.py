@@ -17,9 +17,10 @@ import pandas as pd
 from PIL import Image
 
 from hitl.service import Service, require
-from hitl.stats import learning_curve, segmentation_stats
+from hitl.stats import learning_curve
 from hitl.store import StoreError
-from hitl.strategies import SEGMENTATION_STRATEGIES
+from hitl.tasks.segmentation.stats import segmentation_stats
+from hitl.tasks.segmentation.strategies import STRATEGIES
 from hitl.ui import board
 from hitl.ui.classification import catalog_line, held_out, trainer_line
 from hitl.ui.common import data_url, display_image
@@ -45,7 +46,7 @@ CSS = board.CSS + """
 """
 TEMPLATE = f"""
 <div class="hb">
-  {board.opening("seg", SEGMENTATION_STRATEGIES)}
+  {board.opening("seg", STRATEGIES.names)}
     <div id="seg-classes" class="hb-buttons"></div>
     <div class="hb-tools">
       <label>Brush size <input type="range" id="seg-size" min="1" max="120" value="12">
