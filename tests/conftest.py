@@ -104,10 +104,13 @@ def app_factory(tmp_path):
     from hitl.app_build import build
     running = []
 
-    def make(auth=None, tokens=None, **kw):
-        """auth: [(user, password[, "admin"]), ...]; without a role the first user is admin."""
+    def make(auth=None, tokens=None, launch=True, **kw):
+        """auth: [(user, password[, "admin"]), ...]; without a role the first user is admin.
+        launch=False: the built App itself, its port open with REST and the starting page."""
         app = build(make_settings(tmp_path, auth=list(auth or []), **kw), tokens=tokens)
         running.append(app)
+        if not launch:
+            return app
         app.launch(quiet=True)
         return RunningApp(app)
     yield make

@@ -31,6 +31,46 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
     raise AssertionError("app did not answer")
 
 
+def put_label(api: str, image_id: int, label: str) -> dict:
+    put = urllib.request.Request(f"{api}images/{image_id}/label", method="PUT",
+                                 data=json.dumps({"label": label}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(put, timeout=30) as response:
+        return json.load(response)
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.load(response)
+
+
+def stopped_by(proc: subprocess.Popen, sig: int) -> tuple[int, str]:
+    """Send `sig`; the exit code and stderr once the app has gone (killed if it hangs)."""
+    try:
+        proc.send_signal(sig)
+        return proc.wait(60), proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait(30)
+
+
+def assert_stopped(code: int, err: str) -> None:
+    """A graceful stop: exit code 0, "hitl: stopped" last, no traceback."""
+    assert code == 0 and err.rstrip().splitlines()[-1] == "hitl: stopped", (code, err)
+    assert "Traceback" not in err and "leaked" not in err, err
+
+
+def label_name(session_dir: Path, image_id: int) -> str | None:
+    """The class name an image is labeled with in a stopped app's session, or None."""
+    from hitl.store import Store
+    store = Store(session_dir / "hitl.duckdb")
+    try:
+        label = store.label_of(image_id)
+        return None if label is None else next(c.name for c in store.classes() if c.id == label)
+    finally:
+        store.close()
+
+
 def test_app_launches_on_hymenoptera(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
@@ -101,44 +141,17 @@ def test_rest_and_a_starting_page_answer_while_gradio_loads(tmp_path):
 def test_ctrl_c_while_gradio_loads_keeps_labels_and_prints_no_traceback(tmp_path):
     """The REST API answers before Gradio is imported, so a label can be stored and Ctrl-C
     pressed while the page is still loading: the label stays, the app says it stopped."""
-    from hitl.store import Store
     port = free_port()
     proc = small_app(tmp_path, port)
     api = f"http://127.0.0.1:{port}/api/v1/"
     try:
         wait_http(api + "classes", proc)
-        with urllib.request.urlopen(api + "next?strategy=sequential", timeout=10) as response:
-            image_id = json.load(response)["image_id"]
-        put = urllib.request.Request(f"{api}images/{image_id}/label", method="PUT",
-                                     data=json.dumps({"label": "circle"}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(put, timeout=10) as response:
-            assert json.load(response)["ok"]
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(60)
-        err = proc.stderr.read()
+        image_id = get_json(api + "next?strategy=sequential")["image_id"]
+        assert put_label(api, image_id, "circle")["ok"]
     finally:
-        proc.kill()
-        proc.wait(30)
-    # stopped while Gradio loaded or once it was up: the same graceful stop
-    assert code == 0 and err.rstrip().endswith("hitl: stopped"), (code, err)
-    assert "Traceback" not in err and "leaked" not in err, err
-    store = Store(tmp_path / "s" / "hitl.duckdb")
-    assert store.label_of(image_id) == store.class_by_name("circle").id
-    store.close()
-
-
-def put_label(api: str, image_id: int, label: str) -> dict:
-    put = urllib.request.Request(f"{api}images/{image_id}/label", method="PUT",
-                                 data=json.dumps({"label": label}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(put, timeout=30) as response:
-        return json.load(response)
-
-
-def get_json(url: str):
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return json.load(response)
+        code, err = stopped_by(proc, signal.SIGINT)
+    assert_stopped(code, err)  # while Gradio loaded or once it was up: the same graceful stop
+    assert label_name(tmp_path / "s", image_id) == "circle"
 
 
 def test_sigterm_once_up_finishes_checkpoints_says_stopped_and_exits_0(tmp_path):
@@ -150,8 +163,6 @@ def test_sigterm_once_up_finishes_checkpoints_says_stopped_and_exits_0(tmp_path)
     url, api = f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{port}/api/v1/"
     try:
         wait_http(url + "config", proc)  # 503 while loading, then 200: Gradio is up
-        while urllib.request.urlopen(url + "config", timeout=10).status != 200:
-            time.sleep(0.2)
         for image_id, label in ((1, "circle"), (2, "square")):
             assert put_label(api, image_id, label)["ok"]
             wait_for_model = time.time() + 120
@@ -159,20 +170,12 @@ def test_sigterm_once_up_finishes_checkpoints_says_stopped_and_exits_0(tmp_path)
                 assert time.time() < wait_for_model, "the trainer made no model"
                 time.sleep(0.2)
         version = get_json(api + "stats")["model_version"]
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(60)
-        err = proc.stderr.read()
     finally:
-        proc.kill()
-        proc.wait(30)
-    assert code == 0 and err.rstrip().splitlines()[-1] == "hitl: stopped", (code, err)
-    assert "Traceback" not in err, err
+        code, err = stopped_by(proc, signal.SIGTERM)
+    assert_stopped(code, err)
     saved = read_state(tmp_path / "s" / "checkpoints" / "model_state.pt")
     assert saved["model_version"] >= version  # the model of both labels, saved on the way out
-    from hitl.store import Store
-    store = Store(tmp_path / "s" / "hitl.duckdb")
-    assert store.label_of(2) == store.class_by_name("square").id
-    store.close()
+    assert label_name(tmp_path / "s", 2) == "square"
 
 
 def test_sigterm_while_gradio_loads_stops_too(tmp_path):
@@ -180,14 +183,9 @@ def test_sigterm_while_gradio_loads_stops_too(tmp_path):
     proc = small_app(tmp_path, port)
     try:
         wait_http(f"http://127.0.0.1:{port}/api/v1/classes", proc)
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(60)
-        err = proc.stderr.read()
     finally:
-        proc.kill()
-        proc.wait(30)
-    assert code == 0 and err.rstrip().endswith("hitl: stopped"), (code, err)
-    assert "Traceback" not in err, err
+        code, err = stopped_by(proc, signal.SIGTERM)
+    assert_stopped(code, err)
 
 
 # Records, for every ast.parse, which thread made it and whether Gradio was fully imported
@@ -233,11 +231,9 @@ def test_no_other_thread_runs_python_parsing_code_while_gradio_imports(tmp_path)
                     break
             except urllib.error.HTTPError:
                 pass
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0, proc.stderr.read()
     finally:
-        proc.kill()
-        proc.wait(30)
+        code, err = stopped_by(proc, signal.SIGTERM)
+    assert_stopped(code, err)
     seen = json.loads((tmp_path / "s.ast.json").read_text())
     assert answered and any(importing for _, importing in seen["calls"])
     assert not [c for c in seen["calls"] if c[1] and c[0] != "MainThread"], seen
@@ -251,7 +247,7 @@ def test_sigterm_under_load_stores_exactly_the_answered_labels(tmp_path):
     port = free_port()
     proc = small_app(tmp_path, port)
     api = f"http://127.0.0.1:{port}/api/v1/"
-    answered, stopping = [], threading.Event()
+    answered, stopping, writer = [], threading.Event(), threading.Thread()
 
     def label_all():
         for image_id in range(1, 13):
@@ -271,17 +267,11 @@ def test_sigterm_under_load_stores_exactly_the_answered_labels(tmp_path):
         writer.start()
         while len(answered) < 3 and writer.is_alive():
             time.sleep(0.005)
-        stopping.set()
-        proc.send_signal(signal.SIGTERM)  # while the writer goes on
-        code = proc.wait(60)
-        writer.join(60)
-        err = proc.stderr.read()
     finally:
-        proc.kill()
-        proc.wait(30)
-    assert code == 0 and err.rstrip().endswith("hitl: stopped"), (code, err)
-    from hitl.store import Store
-    store = Store(tmp_path / "s" / "hitl.duckdb")
-    stored = [i for i in range(1, 13) if store.label_of(i) is not None]
-    store.close()
+        stopping.set()
+        code, err = stopped_by(proc, signal.SIGTERM)  # while the writer goes on
+        if writer.ident is not None:
+            writer.join(60)
+    assert_stopped(code, err)
+    stored = [i for i in range(1, 13) if label_name(tmp_path / "s", i)]
     assert len(answered) >= 3 and stored == sorted(set(answered)), (answered, stored)

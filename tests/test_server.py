@@ -13,21 +13,10 @@ from hitl.starting import TITLE
 from tests.conftest import make_settings
 
 
-@pytest.fixture
-def built(tmp_path):
-    made = []
-
-    def make(**kw):
-        app = build(make_settings(tmp_path, **kw))
-        made.append(app)
-        return app
-    yield make
-    for app in made:
-        app.close()
-
-
-def test_rest_and_a_starting_page_answer_before_the_page_then_gradio_takes_over(built):
-    app = built(task="classification", classes=["cat", "dog"], train=False)
+def test_rest_and_a_starting_page_answer_before_the_page_then_gradio_takes_over(
+        app_factory):
+    app = app_factory(task="classification", classes=["cat", "dog"], train=False,
+                      launch=False)
     server = app.server
     http = httpx.Client(base_url=server.url, timeout=30)
     page = http.get("/")  # built, not launched yet: the starting page
@@ -51,9 +40,9 @@ def test_rest_and_a_starting_page_answer_before_the_page_then_gradio_takes_over(
         httpx.get(server.url + "api/v1/classes", timeout=5)
 
 
-def test_before_gradio_the_rest_api_wants_a_login_and_the_cookie_works_after(built):
-    app = built(task="classification", classes=["cat"], train=False,
-                auth=[("ann", "pw", "admin")])
+def test_before_gradio_the_rest_api_wants_a_login_and_the_cookie_works_after(app_factory):
+    app = app_factory(task="classification", classes=["cat"], train=False,
+                      auth=[("ann", "pw", "admin")], launch=False)
     http = httpx.Client(base_url=app.server.url, timeout=30)
     assert http.get("api/v1/classes").status_code == 401
     app.launch(quiet=True)
