@@ -142,3 +142,29 @@ def test_fault_of_names_each_fault_and_nothing_else(tmp_path):
     assert type(fault_of(read_only)) is Unavailable and "read-only" in str(fault_of(read_only))
     assert fault_of(ValueError("a bug")) is None
     assert fault_of(BadInput("no such class")) is None  # a refusal already
+
+
+def test_a_refused_write_leaves_no_half_state_in_memory_either(session_factory, tmp_path):
+    """The store's in-memory copies (open flags, classes, counts) agree with the file after
+    a refused write: the label is not there, the image is still open, the class not added."""
+    from hitl.errors import DiskFull
+    with small_disk(tmp_path / "disk") as disk:
+        session = session_factory(session_dir=disk / "session", task="classification",
+                                  demo_count=12, train=False)
+        store = session.store
+        circle = store.class_by_name("circle").id
+        classes, counts = [c.name for c in store.classes()], store.label_counts()
+        filler = fill(disk)
+        for write in (lambda: store.set_label(3, circle), lambda: store.add_class("zebra"),
+                      lambda: store.skip(4)):
+            fill(disk)
+            try:
+                write()
+            except DiskFull:
+                continue
+            raise AssertionError("a write on a full disk was not refused")
+        assert store.label_of(3) is None and store.is_open(3) and store.is_open(4)
+        assert [c.name for c in store.classes()] == classes and store.label_counts() == counts
+        filler.unlink()
+        store.set_label(3, circle)  # room again: the same store writes on
+        assert store.label_of(3) == circle and not store.is_open(3)
