@@ -78,6 +78,10 @@ def build_parser() -> OneLineParser:
         help="... and the members of these organisations [HITL_HF_ORGS, comma-separated]")
     add("--hf-admins", nargs="+", action="extend", metavar="NAME",
         help="... and these accounts administer [HITL_HF_ADMINS, comma-separated]")
+    add("--forwarded-allow-ips", metavar="IPS",
+        help="proxies (addresses or networks, comma-separated; '*' for any) whose "
+             "X-Forwarded-For names the client, for the login limits; on a Space, Spaces' "
+             "proxy is trusted instead [HITL_FORWARDED_ALLOW_IPS]")
     add("--no-rest", dest="rest", action="store_false", default=None,
         help="no REST API under /api/v1 (the page and Gradio's API stay) [HITL_REST=0]")
     add("--device", choices=DEVICES, help="where to train: auto picks cuda, then mps, then "
@@ -161,6 +165,7 @@ def parse_settings(argv: Sequence[str] | None = None,
         parser.error(f"argument --auth: {exc}")
     s.auth_file = args.auth_file
     s.allow_anonymous = bool(args.allow_anonymous)
+    s.forwarded_allow_ips = _forwarded_allow_ips(parser, args.forwarded_allow_ips)
     for key in ("device", "backbone", "mode", "finetune_model", "seg_long_side", "weights_dir",
                 "train", "pretrained", "demo_count", "lease_seconds", "rest"):
         value = getattr(args, key)
@@ -187,6 +192,19 @@ def parse_settings(argv: Sequence[str] | None = None,
     _check_rest_exposure(s, parser, env)
     s.verbose = bool(args.verbose)
     return s, parser
+
+
+def _forwarded_allow_ips(parser: OneLineParser, text: str | None) -> list[str]:
+    """--forwarded-allow-ips: '*' or addresses/networks, each checked now."""
+    import ipaddress
+    ips = [part.strip() for part in (text or "").split(",") if part.strip()]
+    for ip in ips:
+        try:
+            if ip != "*":
+                ipaddress.ip_network(ip, strict=False)
+        except ValueError:
+            parser.error(f"argument --forwarded-allow-ips: {ip!r} is not an address or network")
+    return ips
 
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}

@@ -44,14 +44,14 @@ class App:
     service: Service
     server: Server
     blocks: object  # gradio.Blocks (this module imports no Gradio at import time)
-    auth: Callable | None  # what Gradio's launch(auth=...) takes
+    auth: Authenticator | None  # the logins (None: no login), followed as their file changes
     url: str | None = None  # set by launch
 
     def launch(self, **kwargs) -> str:
         """Plug the page into the server (the REST API answers already); returns its URL.
         Never blocks: app.py waits for a stop signal itself."""
         from hitl.ui.app import launch
-        self.url = launch(self.blocks, self.server, self.settings, self.auth, **kwargs)
+        self.url = launch(self.blocks, self.server, self.service, self.auth, **kwargs)
         return self.url
 
     def close(self) -> None:
@@ -65,12 +65,14 @@ class App:
             self.session.close()
 
 
-def api_tokens(settings: Settings) -> TokenChecker | None:
-    """The REST API tokens of the auth file's users (python -m hitl adduser NAME --token)."""
+def api_tokens(settings: Settings, auth: Authenticator | None) -> TokenChecker | None:
+    """The REST API tokens of the auth file's users (python -m hitl adduser NAME --token),
+    followed as the files change; a token works while its user is a login (`auth`)."""
     if settings.auth_file is None:
         return None
     try:
-        return TokenChecker.from_file(tokens_path(settings.auth_file))
+        return TokenChecker.from_file(tokens_path(settings.auth_file),
+                                      users=auth.users if auth else None)
     except (OSError, ValueError) as exc:
         raise CannotStart(str(exc)) from None
 
@@ -94,7 +96,8 @@ def build(settings: Settings, tokens: TokenChecker | None = None,
     lines go (app.py prints them). A failure or a stop signal on the way closes what was
     made."""
     say = say or (lambda line: None)
-    tokens = tokens if tokens is not None else api_tokens(settings)
+    authenticator = Authenticator.from_settings(settings) or None
+    tokens = tokens if tokens is not None else api_tokens(settings, authenticator)
     session = open_session(settings)
     server = None
     try:
@@ -103,7 +106,6 @@ def build(settings: Settings, tokens: TokenChecker | None = None,
         say(f"session {settings.session_dir.resolve()} — {summary}")
         for warning in session.warnings:
             say(warning)
-        authenticator = Authenticator.from_settings(settings) or None
         service = Service(session, Access.from_settings(settings))
         try:
             server = open_port(session, service, logins=authenticator is not None,
@@ -118,8 +120,7 @@ def build(settings: Settings, tokens: TokenChecker | None = None,
             log.warning(version_note())
         session.start()
         blocks = build_blocks(service)
-        auth = authenticator.check if authenticator is not None else None
-        return App(settings, session, service, server, blocks, auth)
+        return App(settings, session, service, server, blocks, authenticator)
     except BaseException:
         if server is not None:
             server.close()

@@ -45,14 +45,15 @@ def launch_on(server) -> Iterator[None]:
 # Blocks._queue: pending_event_ids_session, event_ids_to_events, pending_messages_per_session
 # (dicts keyed by session hash / event id); Blocks.state_holder: lock, session_data,
 # time_last_used. A raw call's session hash is its event id. Checked on 6.31.0.
-def forget_call_session(blocks, event_id: str) -> bool:
+def forget_call_session(blocks, event_id: str, unread: bool = False) -> bool:
     """Drop what Gradio keeps of the one-call session `event_id`, once its event is done
-    (hitl/raw_calls.py says why)."""
+    (`unread`: and its result, which nobody has streamed, is given up); hitl/raw_calls.py
+    says why."""
     queue = getattr(blocks, "_queue", None)
     holder = getattr(blocks, "state_holder", None)
     if queue is None or holder is None:
         return False
-    pending = queue.pending_event_ids_session.get(event_id)
+    pending = None if unread else queue.pending_event_ids_session.get(event_id)
     if pending or event_id in queue.event_ids_to_events:
         return False  # still running: its result has not been delivered
     queue.pending_event_ids_session.pop(event_id, None)
@@ -63,7 +64,7 @@ def forget_call_session(blocks, event_id: str) -> bool:
     return True
 
 
-# ---- 3. the user of Gradio's login cookie ------------------------------------------------------
+# ---- 3. Gradio's login cookies -----------------------------------------------------------------
 # Gradio's server app (gradio.routes.App) keeps tokens: {token: username} and cookie_id; the
 # login sets the cookie access-token-<cookie_id> (access-token-unsecure-<cookie_id> over plain
 # http). Checked on 6.31.0.
@@ -76,6 +77,16 @@ def login_cookie_user(app, cookies) -> str | None:
     token = (cookies.get(f"access-token-{app.cookie_id}")
              or cookies.get(f"access-token-unsecure-{app.cookie_id}"))
     return app.tokens.get(token) if token else None
+
+
+def forget_logins(app, keep) -> None:
+    """Gradio never asks about a login cookie again: drop those of names not in `keep` (a
+    user removed from the auth file, hitl/logins.py). `app`: Gradio's server app."""
+    cookies = getattr(app, "tokens", None)
+    if isinstance(cookies, dict):
+        for cookie, name in list(cookies.items()):
+            if name not in keep:
+                cookies.pop(cookie, None)
 
 
 # ---- 4. naming the caller of a gr.HTML server function -----------------------------------------

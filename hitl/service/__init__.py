@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from hitl.access import Access
+from hitl.export_leftovers import remove_stale_workdirs
 from hitl.locks import ordered_lock
 from hitl.review import ReviewService
 from hitl.service.admin import Admin
@@ -50,6 +51,7 @@ class Service(Labeling, Admin, ReviewService):
         self._exports: list[Path] = []
         self._mask_slots = threading.BoundedSemaphore(MASK_DECODES_AT_ONCE)
         atexit.register(self._prune_exports, 0)
+        remove_stale_workdirs(EXPORT_KEEP_S)  # what a killed app left (hitl/export_leftovers.py)
 
     @property
     def store(self):

@@ -1,6 +1,7 @@
 """The whole page: tabs, timers, the keyboard script, the API; and how it is launched."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import gradio as gr
@@ -9,15 +10,19 @@ from starlette.routing import Mount
 
 from hitl import api
 from hitl.access import BROWSER_ID_JS
+from hitl.auth import Authenticator
+from hitl.bounded import BodyLimit
 from hitl.gradio_compat import launch_on
+from hitl.logins import FollowLogins
 from hitl.raw_calls import ForgetRawCalls
 from hitl.rest import PREFIX as REST_PREFIX
 from hitl.server import Server
 from hitl.service import Service
 from hitl.settings import Settings
 from hitl.tasks import get_task
-from hitl.throttle import LoginThrottle
+from hitl.throttle import ClientAddress, LoginThrottle
 from hitl.ui import classes, review, session_tab
+from hitl.ui.page_values import quiet_refused_values
 
 KEYS_JS = (Path(__file__).with_name("keys.js")).read_text()
 HEAD = f"<script>{BROWSER_ID_JS}</script><script>{KEYS_JS}</script>"
@@ -93,16 +98,24 @@ def build_blocks(service: Service) -> gr.Blocks:
             """A labeler who closes the page frees the image they were shown."""
             service.leave(service.caller_of(request))
         demo.unload(leave)
+    quiet_refused_values(demo)  # out-of-range page values: one log line, no traceback
     return demo
 
 
-def launch(demo: gr.Blocks, server: Server, settings: Settings, auth=None, **kwargs) -> str:
+def launch(demo: gr.Blocks, server: Server, service: Service,
+           auth: Authenticator | None = None, **kwargs) -> str:
     """Plug the page and Gradio's API into `server` (hitl/starting.py: the port is open and
     the REST API answers already); same options for the CLI, the Space and the tests.
-    `auth`: Gradio's launch(auth=...). Returns the local URL."""
+    `auth`: the logins (followed as the auth file changes, hitl/logins.py). Returns the local
+    URL."""
+    settings = service.session.settings
+    follow = [Middleware(FollowLogins, auth=auth, server=server, access=service.access)] \
+        if auth is not None else []
     demo.queue(default_concurrency_limit=8)
     app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
-    app_kwargs["middleware"] = [Middleware(ForgetRawCalls, blocks=demo), Middleware(LoginThrottle),
+    address = ClientAddress(settings.forwarded_allow_ips, on_space=bool(os.environ.get("SPACE_ID")))
+    app_kwargs["middleware"] = [Middleware(BodyLimit), Middleware(ForgetRawCalls, blocks=demo),
+                                Middleware(LoginThrottle, address=address), *follow,
                                 *(app_kwargs.get("middleware") or [])]
     if server.rest_api is not None:
         routes = list(app_kwargs.get("routes") or [])
@@ -110,7 +123,8 @@ def launch(demo: gr.Blocks, server: Server, settings: Settings, auth=None, **kwa
     try:
         with launch_on(server):
             _, url, _ = demo.launch(server_name=settings.host, server_port=settings.port,
-                                    share=settings.share, auth=auth, head=HEAD, css=CSS,
+                                    share=settings.share, head=HEAD, css=CSS,
+                                    auth=auth.check if auth is not None else None,
                                     max_file_size=MAX_UPLOAD, footer_links=["api"],
                                     app_kwargs=app_kwargs, prevent_thread_lock=True, **kwargs)
             return url

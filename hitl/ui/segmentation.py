@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from hitl import mask_png
 from hitl.service import Service, require
 from hitl.stats import learning_curve
 from hitl.store import StoreError
@@ -23,11 +24,11 @@ from hitl.tasks.segmentation.stats import segmentation_stats
 from hitl.tasks.segmentation.strategies import STRATEGIES
 from hitl.ui import board
 from hitl.ui.classification import catalog_line, held_out, trainer_line
-from hitl.ui.common import data_url, display_image
+from hitl.ui.common import DISPLAY_SIDE, data_url, display_image
 
 TASK = "segmentation"
 KEEP = 255  # in an edit from the page: a pixel the labeler did not touch
-MAX_EDIT_BYTES = 20_000_000
+MAX_EDIT_BYTES = 16 * 1024 * 1024  # a 1024x1024 RGBA edit is ~4 MB uncompressed
 LEGEND = ("**Keys** — `1`…`0`: brush class · `E`: eraser · `[` / `]`: brush size · "
           "`Enter`: save and go on · `S`: skip · `A`: the prediction as the mask, to correct · "
           "`M`: prediction overlay on/off · `N` / `B`: next / previous id · `U`: undo · "
@@ -84,19 +85,13 @@ def positions_url(positions: np.ndarray | None, size: tuple[int, int]) -> str | 
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def decode_edit(url: str) -> np.ndarray:
-    """The page's edit (grey PNG data URL: a position, or KEEP) as a uint8 array."""
-    if not isinstance(url, str) or not url.startswith("data:image/png;base64,"):
-        raise StoreError("The page sent no mask: reload the page and paint again.")
-    data = url.split(",", 1)[1]
-    if len(data) > MAX_EDIT_BYTES:
-        raise StoreError("The mask sent is too large.")
-    try:
-        with Image.open(io.BytesIO(base64.b64decode(data, validate=True))) as img:
-            img.load()
-            return np.asarray(img.convert("RGB"))[:, :, 0].copy()
-    except Exception as exc:  # noqa: BLE001 - any undecodable upload gets the same answer
-        raise StoreError(f"The mask sent is not a PNG ({type(exc).__name__}).") from exc
+def decode_edit(url: str, width: int, height: int) -> np.ndarray:
+    """The page's edit of a width x height image (a PNG data URL at display size: a position,
+    or KEEP, in its red channel) as a uint8 array; its size is checked before decoding
+    (hitl/mask_png.py)."""
+    expected = mask_png.display_size(width, height, DISPLAY_SIDE)
+    return mask_png.decode(mask_png.from_data_url(url, MAX_EDIT_BYTES), expected,
+                           mask_png.ANY_COLOUR, slack=1, max_bytes=MAX_EDIT_BYTES)
 
 
 def apply_edit(stored: np.ndarray | None, edit: np.ndarray, width: int,
@@ -134,8 +129,8 @@ def build(service: Service) -> dict:
         row = session.store.image(image_id)
         if row is None:
             raise StoreError(f"There is no image with id {image_id}.")
-        edit = decode_edit(data.get("edit"))
-        stored = require(service.mask_positions(caller, image_id))["positions"]
+        stored = require(service.mask_positions(caller, image_id))["positions"]  # role first
+        edit = decode_edit(data.get("edit"), row.width, row.height)
         positions = apply_edit(stored, edit, row.width, row.height)
         if not positions.any():
             raise StoreError(f"Nothing is painted on image {image_id}: nothing saved "
