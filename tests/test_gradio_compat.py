@@ -65,6 +65,17 @@ def test_login_cookie_user_reads_gradio_login_cookie(app):
     assert gradio_compat.login_cookie_user(object(), http.cookies) is None  # not Gradio's
 
 
+def test_forget_logins_drops_the_cookies_of_removed_users(app):
+    http = httpx.Client(base_url=app.url, timeout=60)
+    assert http.post("login", data=dict(zip(("username", "password"), ANN))).status_code == 200
+    gradio_app = app.server.switch.app
+    gradio_compat.forget_logins(gradio_app, {"ann"})
+    assert gradio_compat.login_cookie_user(gradio_app, http.cookies) == "ann"  # kept
+    gradio_compat.forget_logins(gradio_app, {"bob"})
+    assert gradio_compat.login_cookie_user(gradio_app, http.cookies) is None
+    assert http.get("config").status_code == 401  # Gradio itself no longer knows the cookie
+
+
 def test_page_request_names_the_caller_of_a_server_function(app):
     page = PageSession(app.url, auth=ANN)
     board = next(cid for cid, name in page.server_functions if name == "cls_take")
