@@ -15,6 +15,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from hitl.access import hf_sign_in_problem
 from hitl.auth import parse_auth_pair, read_auth_file
 from hitl.settings import DEVICES, MODES, Settings, default_session_dir
 from hitl.tasks import TASKS
@@ -182,6 +183,11 @@ def parse_settings(argv: Sequence[str] | None = None,
         if not users:  # an auth file without users must never mean "no login"
             parser.error(f"argument --auth-file: {s.auth_file} has no users; add one with "
                          f"'python -m hitl adduser --auth-file {s.auth_file} NAME'")
+    s.space_id = env.get("SPACE_ID") or None
+    s.space_owner = env.get("SPACE_AUTHOR_NAME") or None
+    s.hf_oauth = bool(env.get("OAUTH_CLIENT_ID"))
+    if (problem := hf_sign_in_problem(s)) is not None:
+        parser.error(problem)
     hf = s.hf_users or s.hf_orgs or s.hf_admins
     if hf and (s.auth or s.auth_file):
         parser.error("argument --hf-users/--hf-orgs/--hf-admins: choose either Hugging Face "

@@ -10,6 +10,7 @@ from starlette.routing import Mount
 
 from hitl import api
 from hitl.access import BROWSER_ID_JS
+from hitl.adapters import for_page
 from hitl.auth import Authenticator
 from hitl.bounded import BodyLimit
 from hitl.gradio_compat import launch_on
@@ -96,7 +97,7 @@ def build_blocks(service: Service) -> gr.Blocks:
 
         def leave(request: gr.Request):
             """A labeler who closes the page frees the image they were shown."""
-            service.leave(service.caller_of(request))
+            for_page(service.leave, service.caller_of(request))
         demo.unload(leave)
     quiet_refused_values(demo)  # out-of-range page values: one log line, no traceback
     return demo

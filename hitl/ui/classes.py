@@ -5,12 +5,13 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
+from hitl.adapters import for_page
 from hitl.service import Service
 from hitl.ui.common import note_text, with_request
 
 
 def class_table(service: Service, caller) -> pd.DataFrame:
-    result = service.classes(caller)
+    result = for_page(service.classes, caller)
     rows = [(i + 1, c["name"], c["colour"], c["labels"])
             for i, c in enumerate(result.get("classes", []))]
     return pd.DataFrame(rows, columns=["#", "name", "colour", "labels"])
@@ -40,7 +41,7 @@ def build(service: Service) -> dict:
     message = gr.Markdown(elem_id="class-message")
 
     def current(caller, text: str | None = None, selected: str | None = None):
-        names = [c["name"] for c in service.classes(caller).get("classes", [])]
+        names = [c["name"] for c in for_page(service.classes, caller).get("classes", [])]
         return (class_table(service, caller),
                 gr.Dropdown(choices=names, value=selected if selected in names else None),
                 note_text(text), gr.Row(visible=False))
@@ -50,7 +51,7 @@ def build(service: Service) -> dict:
         the class acted on stays selected and the typed names are cleared."""
         def run(*args, request: gr.Request = None):
             caller = service.caller_of(request)
-            result = action(caller, *args)
+            result = for_page(action, caller, *args)
             if not result["ok"]:
                 return (class_table(service, caller), gr.update(), note_text(result["error"]),
                         gr.Row(visible=False), gr.update(), gr.update())
@@ -60,7 +61,7 @@ def build(service: Service) -> dict:
         return with_request(run, n_inputs)
 
     def ask_remove(name, request: gr.Request = None):
-        result = service.class_removal(service.caller_of(request), name)
+        result = for_page(service.class_removal, service.caller_of(request), name)
         if not result["ok"]:
             return gr.Row(visible=False), "", note_text(result["error"])
         return gr.Row(visible=True), note_text(result["message"]), ""

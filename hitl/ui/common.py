@@ -14,10 +14,18 @@ from hitl.gradio_compat import page_request, with_request
 from hitl.imaging import ImageError, load_image
 from hitl.session import Session
 
+
+def may_label(service, request) -> bool:
+    """For the page's reads that are no action (the stats ticks): whether the caller may see
+    what a labeler sees. A guest of Sign in with Hugging Face gets nothing."""
+    from hitl.service import ROLES
+    return service.caller_of(request).role in ROLES
+
+
 DISPLAY_SIDE = 1024  # large photos are shrunk for the page; labels never depend on it
 
 
-__all__ = ["page_request", "with_request", "DISPLAY_SIDE", "data_url", "display_image",
+__all__ = ["page_request", "with_request", "may_label", "DISPLAY_SIDE", "data_url", "display_image",
            "header", "note_text", "parse_id"]
 
 
