@@ -156,12 +156,3 @@ class Access:
             return f"browser-{cookie[:10]}"
         return "local"
 
-
-def login_cookie_user(app, cookies) -> str | None:
-    """The user Gradio's login cookie names, read as Gradio's own check reads it (`app` is
-    Gradio's server app): for routes where Gradio checks the login but does not name it."""
-    if app is None or not hasattr(app, "tokens"):
-        return None
-    token = (cookies.get(f"access-token-{app.cookie_id}")
-             or cookies.get(f"access-token-unsecure-{app.cookie_id}"))
-    return app.tokens.get(token) if token else None

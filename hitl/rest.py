@@ -26,7 +26,6 @@ from PIL import Image
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hitl.access import login_cookie_user
 from hitl.adapters import for_rest
 from hitl.bounded import BodyLimit
 from hitl.errors import HitlError, NotFound
@@ -91,13 +90,6 @@ def _is_local(request: Request) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host in ("localhost", "testclient")
-
-
-def gradio_cookie_user(blocks) -> callable:
-    """request -> the user Gradio's login cookie names (the cookie the page's login sets)."""
-    def user(request: Request) -> str | None:
-        return login_cookie_user(getattr(blocks, "server_app", None), request.cookies)
-    return user
 
 
 @dataclass
@@ -309,7 +301,7 @@ class ServerTiming:
         await self.app(scope, receive, timed_send)
 
 
-def build_api(session: Session, gate: Gate, service=None) -> FastAPI:
+def build_api(session: Session, gate: Gate, service) -> FastAPI:
     """The /api/v1 app: mounted into Gradio's server by hitl.ui.app.launch; `service` is the
     page's hitl.service.Service, so page and REST share one."""
     api = FastAPI(title="hitl REST API", version="1", docs_url="/docs",

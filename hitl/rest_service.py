@@ -14,9 +14,9 @@ class RestView:
     """The guarded Service, answering in the REST routes' shapes; any method not reshaped
     here (labels, skips, undo, stats, review) is the Service's own, through __getattr__."""
 
-    def __init__(self, session: Session, service: GuardedService | None = None):
+    def __init__(self, session: Session, service: GuardedService):
         self.session = session
-        self.service = service or GuardedService(session)
+        self.service = service  # the page's: one Service per app (hitl/app_build.py)
 
     def __getattr__(self, name: str):
         """Everything not reshaped here, as the guarded Service answers it."""

@@ -36,7 +36,7 @@ class Hostile:
 
     @property
     def service(self) -> Service:
-        return self.app.demo.hitl_service
+        return self.app.service
 
     @property
     def refuses_everything(self) -> bool:
@@ -62,7 +62,7 @@ def launch(kind: str, app_factory, sign_in) -> tuple[object, object, object]:
     else:
         app = app_factory(allow_anonymous=True, **common)
         app.session.settings.share = True  # what --share sets; the roles follow from it
-        app.demo.hitl_service.access = Access.from_settings(app.session.settings)
+        app.service.access = Access.from_settings(app.session.settings)
     page = PageSession(app.url)
     page.http.cookies.set("hitl_browser", BROWSER)
     return app, page, _request(cookie=f"hitl_browser={BROWSER}")
@@ -82,7 +82,7 @@ def _request(session: dict | None = None, cookie: str | None = None):
 def admin_work(app) -> tuple[list[int], int]:
     """The admin labels three images and holds a fourth: work no hostile caller may touch."""
     from hitl.service import Caller
-    admin, ann = app.demo.hitl_service, Caller("ann", "admin")
+    admin, ann = app.service, Caller("ann", "admin")
     labeled = []
     for _ in range(3):
         view = admin.next_image(ann, "classification", "sequential")

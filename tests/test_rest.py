@@ -238,7 +238,9 @@ def test_without_logins_only_local_clients(session_factory):
 
     from hitl.rest import ApiError, Gate
     from hitl.rest_service import RestView
-    service = RestView(session_factory(train=False))
+    from hitl.service import Service
+    session = session_factory(train=False)
+    service = RestView(session, Service(session))
 
     def request(host: str) -> Request:
         return Request({"type": "http", "headers": [], "client": (host, 5000)})

@@ -229,15 +229,12 @@ def store_agrees_with_database(store) -> None:
 
 
 def test_everything_at_once_never_stalls(tmp_path):
-    from hitl.session import Session
-    from hitl.ui.app import build_app, launch
+    from hitl.app_build import build
 
-    settings = make_settings(tmp_path, auth=USERS, demo_count=60)
-    session = Session(settings)
-    demo = build_app(session)
-    _, url, _ = launch(demo, session, prevent_thread_lock=True, quiet=True)
-    url = url.rstrip("/") + "/"
-    service_of = lambda: demo.hitl_service  # noqa: E731
+    app = build(make_settings(tmp_path, auth=USERS, demo_count=60))
+    url = app.launch(quiet=True).rstrip("/") + "/"
+    session = app.session
+    service_of = lambda: app.service  # noqa: E731
     dog = Watchdog()
     until = time.monotonic() + STRESS_SECONDS
     workers = [
@@ -275,5 +272,4 @@ def test_everything_at_once_never_stalls(tmp_path):
         assert store.classes(), "the session has no classes"
         store_agrees_with_database(store)
     finally:
-        demo.close()
-        session.close()
+        app.close()
