@@ -9,7 +9,6 @@ before anything is read or changed. It answers a plain dict, or raises a typed e
 from __future__ import annotations
 
 import atexit
-import threading
 from pathlib import Path
 
 from hitl.access import Access
@@ -53,7 +52,6 @@ class Service(Labeling, Admin, ReviewService):
         self._reset_lock = ordered_lock("service.reset")
         self._last_reset = 0.0
         self._exports: list[Path] = []
-        self._mask_slots = threading.BoundedSemaphore(MASK_DECODES_AT_ONCE)
         atexit.register(self._prune_exports, 0)
         remove_stale_workdirs(EXPORT_KEEP_S)  # what a killed app left (hitl/export_leftovers.py)
 

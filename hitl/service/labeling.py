@@ -287,9 +287,8 @@ class Labeling:
         self._may_change(caller, [image_id])
         if message := self.session.task_message("segmentation"):
             raise Conflict(message)  # before any decoding
-        with self._mask_slots:  # whatever the route (gr.api, REST), few decodes at once
-            positions = mask_from_png(data, row.width, row.height)
-            return self.annotate_positions(caller, image_id, positions, revision)
+        positions = mask_from_png(data, row.width, row.height)  # few at once: hitl/mask_png.py
+        return self.annotate_positions(caller, image_id, positions, revision)
 
     @action(LABELER)
     def skip(self, caller: Caller, image_id: int, revision: int | None = None) -> dict:
