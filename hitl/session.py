@@ -38,24 +38,28 @@ class Session:
     def _open(self, start: bool = True) -> None:
         s = self.settings
         s.session_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(s.db_path, val_every=s.val_every)
-        self.epoch = uuid.uuid4().hex  # open pages see a reset as a new epoch (hitl/ui/board.py)
+        # set up in full before requests see it (self.store is published last): a class added
+        # during a reset once landed in the fresh session before its demo classes, which were
+        # then left out
+        store = Store(s.db_path, val_every=s.val_every)
         self.is_demo = not s.images and not s.imports and (
-            self.store.image_count() == 0 or self.store.get_setting("demo") == "1")
+            store.image_count() == 0 or store.get_setting("demo") == "1")
         self.catalog = CatalogProgress()
         self._catalog_stop = threading.Event()
         background = s.catalog_in_background and not self.is_demo and bool(s.images)
-        self.report = CatalogReport() if background else self._register_images()
+        self.report = CatalogReport() if background else self._register_images(store)
         if s.task:
-            task = self.store.lock_task(s.task)
+            task = store.lock_task(s.task)
             if task != s.task:
                 self.warnings.append(f"--task {s.task} ignored: this session's task is {task}.")
         for name in s.classes:
-            if self.store.class_by_name(name) is None:
-                self.store.add_class(name)
-        self.ensure_default_classes(self.store.task())
-        self.import_reports = [self._import(source) for source in s.imports]
-        self.trainer = Trainer(s, self.store)
+            if store.class_by_name(name) is None:
+                store.add_class(name)
+        self.ensure_default_classes(store.task(), store)
+        self.import_reports = [self._import(store, source) for source in s.imports]
+        self.trainer = Trainer(s, store)
+        self.store = store
+        self.epoch = uuid.uuid4().hex  # open pages see a reset as a new epoch (hitl/ui/board.py)
         self._catalog_thread = None
         if background:  # the page and API answer at once, for the images registered so far
             self._catalog_thread = threading.Thread(target=self._register_in_background,
@@ -74,7 +78,7 @@ class Session:
 
     def _register_in_background(self) -> None:
         try:
-            self.report = self._register_images(chunk=CATALOG_CHUNK)
+            self.report = self._register_images(self.store, chunk=CATALOG_CHUNK)
             print(f"hitl: session {self.settings.session_dir.resolve()} — "
                   f"{self.report.summary()}", file=sys.stderr, flush=True)
         except Exception as exc:  # a closed store (reset, shutdown) or a bad source
@@ -89,20 +93,19 @@ class Session:
         if thread is not None and thread.ident is not None:  # started (see start)
             thread.join(timeout=30)
 
-    def _register_images(self, chunk: int | None = None) -> CatalogReport:
+    def _register_images(self, store: Store, chunk: int | None = None) -> CatalogReport:
         s = self.settings
         if self.is_demo:
             folder = demo.generate(s.demo_dir, s.demo_count, s.demo_seed)
-            self.store.set_setting("demo", "1")
-            return catalog.register(self.store, [str(folder)], s.max_image_pixels,
-                                    self.catalog)
+            store.set_setting("demo", "1")
+            return catalog.register(store, [str(folder)], s.max_image_pixels, self.catalog)
         sources = []
         for source in s.images:
             try:
                 sources.append(resolve_image_source(source, s.downloads_dir, self.hub_download))
             except (RuntimeError, ValueError) as exc:
                 self.warnings.append(str(exc))
-        report = catalog.register(self.store, sources, s.max_image_pixels, self.catalog,
+        report = catalog.register(store, sources, s.max_image_pixels, self.catalog,
                                   chunk=chunk, stop=self._catalog_stop.is_set)
         for path, error in report.unreadable:
             log.warning("unreadable image %s: %s", path, error)
@@ -111,18 +114,19 @@ class Session:
             self.catalog.error = self.warnings[-1]
         return report
 
-    def _import(self, source: str):
+    def _import(self, store: Store, source: str):
         from hitl.importer import import_labels
-        return import_labels(self.store, source, self.settings.max_image_pixels)
+        return import_labels(store, source, self.settings.max_image_pixels)
 
-    def ensure_default_classes(self, task: str | None) -> None:
+    def ensure_default_classes(self, task: str | None, store: Store | None = None) -> None:
         """The demo set comes with its classes (coloured as drawn), so it can be labeled at
         first launch, before its task is chosen."""
-        if self.is_demo and not self.store.classes():
+        store = store or self.store
+        if self.is_demo and not store.classes():
             names = get_task(task).demo_classes if task else demo.FIRST_LAUNCH_CLASSES
             colours = demo.class_colours()
             for name in names:
-                self.store.add_class(name, colour=colours.get(name))
+                store.add_class(name, colour=colours.get(name))
 
     def lock_task(self, task: str, user: str = "local") -> str:
         """The first labeling action sets the task; returns the task in force."""
