@@ -39,9 +39,9 @@ CSS = """
 """
 
 
-def script(name: str) -> str:
+def script(*names: str) -> str:
     """A board's browser code (gr.HTML js_on_load), after the part both boards share."""
-    return FEED_JS + Path(__file__).with_name(name).read_text()
+    return FEED_JS + "".join(Path(__file__).with_name(n).read_text() for n in names)
 
 
 def opening(prefix: str, strategies: tuple[str, ...] | list[str]) -> str:

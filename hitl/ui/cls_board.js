@@ -194,15 +194,19 @@
     if (ev.key === "Enter") { ev.preventDefault(); goto(); }
     if (ev.key === "Escape") gotoBox.blur();
   });
-  $(".hb-strategy").addEventListener("change", () => restart());
-  $(".hb-class").addEventListener("change", () => { if ($(".hb-strategy").value === "class") restart(); });
+  // a chosen option gives the keys back to the board (a focused <select> keeps them otherwise)
+  $(".hb-strategy").addEventListener("change", (ev) => { ev.target.blur(); restart(); });
+  $(".hb-class").addEventListener("change", (ev) => {
+    ev.target.blur();
+    if ($(".hb-strategy").value === "class") restart();
+  });
 
   window.hitlBoard = {
     element,
     key(key) {  // from keys.js; true when the key was ours
       if (/^[0-9]$/.test(key)) return act({ op: "label", slot: key === "0" ? 9 : parseInt(key, 10) - 1 });
       if (key === "s" || key === "S") return act({ op: "skip" });
-      if (key === "u" || key === "U" || key === "Backspace") { undo(); return true; }
+      if (["u", "U", "Backspace", "Undo"].includes(key)) { undo(); return true; }
       if (key === "ArrowLeft") { open({ step: -1 }); return true; }
       if (key === "ArrowRight") { open({ step: 1 }); return true; }
       if (key === "g" || key === "G") { gotoBox.focus(); gotoBox.select(); return true; }
