@@ -16,6 +16,7 @@
   const log = window.__hitlLog = window.__hitlLog || { displayed: [], sent: [] };
 
   const esc = hitlEsc, note = hitlNote("cls");  // hitl/ui/board_feed.js
+  const EMPTY = { done: "All labeled ✓", reserved: "Reserved by other labelers", held: "Saving…" };
 
   function renderButtons() {
     const box = $("#cls-buttons");
@@ -85,12 +86,13 @@
     })));
   }
 
-  function showNothing(text) {
+  function showNothing(text, state) {
     S.shown = null; S.token++;
-    renderTitle(null, text ? "No image" : "Loading…");
+    renderTitle(null, text ? EMPTY[state] || "No image" : "Loading…");
     $("#cls-image").style.visibility = "hidden";
     renderButtons();
     if (text) note(text);
+    $("#cls-note").classList.toggle("hb-done", state === "done");
   }
 
   // ---- keys and clicks --------------------------------------------------------------------
@@ -166,7 +168,7 @@
 
   // ---- the images kept ready, and the tick (hitl/ui/board_feed.js) ------------------------
   const { refill, restart, sync, start } = hitlFeed(S, {
-    prefix: "cls", depth: DEPTH, take: (a) => server.cls_take(a),
+    prefix: "cls", tab: "classification", depth: DEPTH, take: (a) => server.cls_take(a),
     release: (a) => server.cls_release(a), sync: (a) => server.cls_sync(a),
     prepare: (item) => { decoded(item); return item; }, show, showNothing,
     keep: (item) => item.label == null && !item.skipped, classesChanged: renderButtons,

@@ -20,6 +20,7 @@
   const lctx = layer.getContext("2d"), octx = over.getContext("2d");
 
   const esc = hitlEsc, note = hitlNote("seg");  // hitl/ui/board_feed.js
+  const EMPTY = { done: "All labeled ✓", reserved: "Reserved by other labelers", held: "Saving…" };
   const rgb = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
 
   // ---- class positions <-> pixels ------------------------------------------------------
@@ -402,13 +403,14 @@
     }));
   }
 
-  function showNothing(text) {
+  function showNothing(text, state) {
     S.shown = null; S.token++;
-    renderTitle(null, text ? "No image" : "Loading…");
+    renderTitle(null, text ? EMPTY[state] || "No image" : "Loading…");
     $("#seg-image").style.visibility = "hidden";
     lctx.clearRect(0, 0, layer.width, layer.height);
     octx.clearRect(0, 0, over.width, over.height);
     if (text) note(text);
+    $("#seg-note").classList.toggle("hb-done", state === "done");
   }
 
   async function loadPrediction(item, accept) {
@@ -488,7 +490,7 @@
 
   // ---- the images kept ready, and the tick (hitl/ui/board_feed.js) ------------------------
   const { refill, restart, sync, start } = hitlFeed(S, {
-    prefix: "seg", depth: DEPTH, take: (a) => server.seg_take(a),
+    prefix: "seg", tab: "segmentation", depth: DEPTH, take: (a) => server.seg_take(a),
     release: (a) => server.seg_release(a), sync: (a) => server.seg_sync(a),
     prepare, show, showNothing, keep: (item) => !item.edited && item.label == null,
     classesChanged() {
