@@ -26,6 +26,7 @@ from hitl.strategies import SEGMENTATION_STRATEGIES
 from hitl.ui import board
 from hitl.ui.classification import catalog_line, held_out, trainer_line
 from hitl.ui.common import data_url, display_image
+from hitl.ui.titles import Titles
 
 TASK = "segmentation"
 KEEP = 255  # in an edit from the page: a pixel the labeler did not touch
@@ -161,10 +162,13 @@ def apply_edit(stored: np.ndarray | None, edit: np.ndarray, width: int,
 def build(service: Service) -> dict:
     session = service.session
 
+    titles = Titles(session)
+
     def item(view: dict, caller) -> dict:
-        """One image for the painter: pixels, its stored mask at display size, its size."""
+        """One image for the painter: pixels, its stored mask at mask size, its sizes."""
         image_id = view.get("image_id")
         img, problem = display_image(session, image_id)
+        view = {**view, "filename": titles(image_id, view.get("filename"))}
         keys = ("image_id", "filename", "split", "skipped", "label", "note")
         out = {**{k: view.get(k) for k in keys}, "problem": problem, "src": picture_url(img),
                "w": None, "h": None, "fw": None, "fh": None, "mask": None,
