@@ -2,6 +2,8 @@
 the Service refuses for labelers, whatever the page shows."""
 from __future__ import annotations
 
+import html
+
 import gradio as gr
 import pandas as pd
 
@@ -9,17 +11,27 @@ from hitl.service import Service
 from hitl.ui.common import note_text, with_request
 
 
+def swatch(colour: str) -> str:
+    """A class colour as a small filled square and its hex code (the table's HTML column)."""
+    hex_code = html.escape(str(colour))
+    return (f'<span style="display:inline-block;width:1em;height:1em;border-radius:2px;'
+            f'background:{hex_code};border:1px solid rgba(0,0,0,.3);vertical-align:-2px">'
+            f"</span> {hex_code}")
+
+
 def class_table(service: Service, caller) -> pd.DataFrame:
     result = service.classes(caller)
-    rows = [(i + 1, c["name"], c["colour"], c["labels"])
+    rows = [(i + 1, c["name"], swatch(c["colour"]), c["labels"])
             for i, c in enumerate(result.get("classes", []))]
     return pd.DataFrame(rows, columns=["#", "name", "colour", "labels"])
 
 
 def build(service: Service) -> dict:
     gr.Markdown("Classes in order: the first ten get keys `1`…`9`, `0`. Names are trimmed, "
-                "up to 64 characters, unique ignoring case.")
-    table = gr.Dataframe(interactive=False, elem_id="classes-table")
+                "up to 64 characters, unique ignoring case. Moving a class keeps the model "
+                "(it follows the class, not the position).")
+    table = gr.Dataframe(interactive=False, elem_id="classes-table",
+                         datatype=["number", "str", "html", "number"])
     with gr.Column(visible=True) as admin_controls:
         with gr.Row():
             new_name = gr.Textbox(label="New class", elem_id="class-new", scale=3)

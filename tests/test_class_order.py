@@ -1,0 +1,28 @@
+"""Moving a class up or down is not a model change: the learner (and its backbone) stays, the
+head's rows move with their classes, and the predictions keep naming the same classes."""
+from __future__ import annotations
+
+from hitl.service import Caller, Service
+from tests.conftest import wait_for
+
+ADMIN = Caller("local", "admin")
+
+
+def test_a_reorder_keeps_the_learner_and_moves_the_head(session_factory):
+    session = session_factory(task="classification")
+    service, trainer, store = Service(session), session.trainer, session.store
+    for _ in range(6):
+        view = service.next_image(ADMIN, "classification", "sequential")
+        service.annotate(ADMIN, view["image_id"], view["filename"].rsplit("_", 1)[1][:-4])
+    wait_for(lambda: store.latest_model() is not None and trainer.learner() is not None
+             and trainer.learner().head is not None)
+    wait_for(lambda: trainer.status_dict()["state"] == "idle")
+    learner = trainer.learner()
+    backbone, head, before = learner.loaded, learner.head, list(learner.class_ids)
+    version = store.latest_model()["version"]
+    assert service.move_class(ADMIN, store.classes()[0].name, +1)["ok"]
+    wait_for(lambda: store.latest_model()["version"] > version)  # a head round, on the cache
+    assert trainer.learner() is learner and learner.loaded is backbone
+    assert learner.class_ids == [c.id for c in store.classes()] == [before[1], before[0],
+                                                                     *before[2:]]
+    assert learner.head is not head and learner.head.num_classes == head.num_classes
