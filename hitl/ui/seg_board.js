@@ -139,11 +139,13 @@
   async function loadFull(item) {
     // a zoomed large image: the full-resolution picture replaces the display copy
     item.fullAsked = true;
-    const r = await server.seg_full({ image_id: item.image_id });
-    if (!r || !r.ok || !r.src) return;
+    const again = () => { item.fullAsked = false; };  // a later zoom asks again
+    let r;
+    try { r = await server.seg_full({ image_id: item.image_id }); } catch (err) { again(); return; }
+    if (!r || !r.ok || !r.src) { again(); return; }
     const im = new Image();
     im.draggable = false; im.src = r.src;
-    try { await im.decode(); } catch (err) { return; }
+    try { await im.decode(); } catch (err) { again(); return; }
     item.image = im;
     if (item !== S.shown) return;
     im.id = "seg-image"; im.alt = ""; $("#seg-image").replaceWith(im);
