@@ -102,12 +102,13 @@ function hitlFeed(S, h) {
   function renderProgress(p, user) {
     // labeled / total, the caller's work today, and who is signed in
     const named = user && !/^(browser-|local$)/.test(user);
-    $(`#${h.prefix}-progress`).innerHTML =
+    const html =
       `<progress max="${p.total}" value="${p.labeled}"></progress>` +
       `<span><b>${p.labeled} / ${p.total}</b> labeled · ${p.left} left · ` +
       `${p.mine_today} yours today</span>` +
       (named ? `<span class="hb-user">Signed in as <b>${hitlEsc(user)}</b> · ` +
                `<a href="logout">Log out</a></span>` : "");
+    if (html !== S.progressHtml) $(`#${h.prefix}-progress`).innerHTML = S.progressHtml = html;
   }
 
   function giveBack() {

@@ -93,13 +93,13 @@
     // the labeler's own solid paint
     const { w, h } = item, p = item.pred, colours = lut();
     const img = octx.createImageData(w, h), d = img.data;
+    const period = Math.max(4, Math.round(Math.max(w, h) / 100));
     for (let y = 0; y < h; y++) {
       for (let x = 0; x < w; x++) {
         const i = y * w + x, v = p[i], c = v > 0 && v <= colours.length ? colours[v - 1] : null;
         if (!c) continue;
         const edge = (x > 0 && p[i - 1] !== v) || (x < w - 1 && p[i + 1] !== v)
           || (y > 0 && p[i - w] !== v) || (y < h - 1 && p[i + w] !== v);
-        const period = Math.max(4, Math.round(Math.max(w, h) / 100));
         if (!edge && (x + y) % period !== 0) continue;
         const k = i * 4;
         d[k] = c[0]; d[k + 1] = c[1]; d[k + 2] = c[2]; d[k + 3] = 255;
@@ -441,11 +441,11 @@
   function save(op) {
     const item = S.shown;
     if (!item || !item.painted || S.message) return;
+    if (S.polygon && op === "save") { closePolygon(); return; }  // Enter closes a polygon first
     if (op === "save" && !item.pos.some((v) => v > 0)) {
       note(`Nothing is painted on image ${item.image_id}: nothing saved (Skip passes it).`, true);
       return;
     }
-    if (S.polygon) { closePolygon(); return; }  // Enter closes an open polygon first
     const payload = { op, image_id: item.image_id, rev: S.rev };
     log.saved.push({ image_id: item.image_id, at: performance.now(), op });
     S.sending.add(item.image_id);

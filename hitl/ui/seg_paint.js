@@ -114,18 +114,15 @@ const hitlPaint = (() => {
   }
 
   function whole(change, positions) {
-    // every pixel to the given positions (Clear, the prediction as the mask)
-    const it = change.item;
-    for (let i = 0; i < it.pos.length; i++) {
-      change.value = positions ? positions[i] : 0;
-      if (it.pos[i] !== change.value || !it.touched[i]) {
-        change.idx.push(i); change.oldPos.push(it.pos[i]); change.oldTouched.push(it.touched[i]);
-        it.pos[i] = change.value; it.touched[i] = 1;
-      }
-    }
+    // every pixel to the given positions (Clear, the prediction as the mask): one snapshot
+    // of the layer before, not a list of pixels
+    const it = change.item, before = [it.pos.slice(), it.touched.slice()];
+    const after = positions ? positions.slice() : new Uint8Array(it.pos.length);
+    change.redo = () => { it.pos.set(after); it.touched.fill(1); };
+    change.undo = () => { it.pos.set(before[0]); it.touched.set(before[1]); };
+    change.redo();
     change.box = [0, 0, it.w, it.h];
-    change.values = positions ? positions.slice() : null;
-    change.redo = () => { it.pos.set(change.values || new Uint8Array(it.pos.length)); it.touched.fill(1); };
+    change.idx.push(0);  // not empty: it is a step to undo
   }
 
   return { Change, disc, line, fill, wand, polygon, whole };
