@@ -79,6 +79,10 @@ def build_parser() -> OneLineParser:
         help="... and the members of these organisations [HITL_HF_ORGS, comma-separated]")
     add("--hf-admins", nargs="+", action="extend", metavar="NAME",
         help="... and these accounts administer [HITL_HF_ADMINS, comma-separated]")
+    add("--forwarded-allow-ips", metavar="IPS",
+        help="proxies (addresses or networks, comma-separated; '*' for any) whose "
+             "X-Forwarded-For names the client, for the login limits; on a Space, Spaces' "
+             "proxy is trusted instead [HITL_FORWARDED_ALLOW_IPS]")
     add("--no-rest", dest="rest", action="store_false", default=None,
         help="no REST API under /api/v1 (the page and Gradio's API stay) [HITL_REST=0]")
     add("--device", choices=DEVICES, help="where to train: auto picks cuda, then mps, then "
@@ -162,6 +166,7 @@ def parse_settings(argv: Sequence[str] | None = None,
         parser.error(f"argument --auth: {exc}")
     s.auth_file = args.auth_file
     s.allow_anonymous = bool(args.allow_anonymous)
+    s.forwarded_allow_ips = _forwarded_allow_ips(parser, args.forwarded_allow_ips)
     for key in ("device", "backbone", "mode", "finetune_model", "seg_long_side", "weights_dir",
                 "train", "pretrained", "demo_count", "lease_seconds", "rest"):
         value = getattr(args, key)
@@ -197,6 +202,19 @@ def parse_settings(argv: Sequence[str] | None = None,
     return s, parser
 
 
+def _forwarded_allow_ips(parser: OneLineParser, text: str | None) -> list[str]:
+    """--forwarded-allow-ips: '*' or addresses/networks, each checked now."""
+    import ipaddress
+    ips = [part.strip() for part in (text or "").split(",") if part.strip()]
+    for ip in ips:
+        try:
+            if ip != "*":
+                ipaddress.ip_network(ip, strict=False)
+        except ValueError:
+            parser.error(f"argument --forwarded-allow-ips: {ip!r} is not an address or network")
+    return ips
+
+
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -217,12 +235,14 @@ def _check_rest_exposure(s: Settings, parser: OneLineParser, env: Mapping[str, s
                  "--no-rest, or --allow-anonymous")
 
 
-def api_tokens(settings: Settings) -> TokenChecker | None:
-    """The REST API tokens of the auth file's users (python -m hitl adduser NAME --token)."""
+def api_tokens(settings: Settings, auth: Authenticator | None = None) -> TokenChecker | None:
+    """The REST API tokens of the auth file's users (python -m hitl adduser NAME --token),
+    followed as the files change; a token works while its user is a login (`auth`)."""
     if settings.auth_file is None:
         return None
     try:
-        return TokenChecker.from_file(tokens_path(settings.auth_file))
+        return TokenChecker.from_file(tokens_path(settings.auth_file),
+                                      users=auth.users if auth else None)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"app.py: error: {exc}") from None
 
@@ -271,7 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # The port opens before Gradio is imported (~2 s): the REST API answers at once and
         # the page says "starting…" until the app takes the same server over (hitl/server.py).
-        auth, tokens, service = authenticator(settings), api_tokens(settings), Service(session)
+        auth, service = authenticator(settings), Service(session)
+        tokens = api_tokens(settings, auth)
         server = open_port(session, service, auth, tokens)
         from hitl.ui.app import build_app, launch
         demo = build_app(session, service=service)

@@ -76,7 +76,9 @@ def main(argv=None) -> dict:
     import numpy as np
 
     from hitl.service import Caller, Service
-    from hitl.strategies import CLASSIFICATION_STRATEGIES
+    from hitl.tasks import get_task
+
+    task = get_task("classification")
 
     tmp = fresh_dir("next")
     try:
@@ -93,13 +95,13 @@ def main(argv=None) -> dict:
         cand = []
         for _ in range(10):
             with Timer() as t:
-                store.candidates("classification", USER)
+                task.candidates(store, USER)
             cand.append(t.seconds * 1000)
-        report.add("Store.candidates (100k rows) p50", percentile(cand, 50), "ms",
+        report.add("candidates (100k rows) p50", percentile(cand, 50), "ms",
                    note="shared by every strategy")
         annotate_ms = []
         worst = 0.0
-        for strategy in CLASSIFICATION_STRATEGIES:
+        for strategy in task.strategies.names:
             times, fell_back, empty = [], 0, 0
             service.next_image(me, "classification", strategy, "dog")   # warm-up
             for i in range(calls):

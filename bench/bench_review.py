@@ -124,7 +124,7 @@ class Simulation:
     def page(self) -> tuple[int, int] | None:
         """Review one page of the class with the most unlabeled predictions; (labels, marks)."""
         import numpy as np
-        c = self.store.candidates("classification", USER)
+        c = self.store.label_candidates(USER)
         for cid in sorted(self.class_ids, key=lambda k: -int((c["class_id"] == k).sum())):
             got = self.review.review_batch(USER, self.names[self.class_ids.index(cid)], PAGE)
             shown = [it["image_id"] for it in got["items"]]

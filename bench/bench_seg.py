@@ -148,9 +148,9 @@ def run(args) -> dict:
             current = view["image_id"]
             edit = as_edit(masks[k])
             with Timer() as t:
-                with Timer() as t_in:
-                    painted = decode_edit(edit)
                 row = store.image(current)
+                with Timer() as t_in:
+                    painted = decode_edit(edit, row.width, row.height)
                 old = svc.mask_positions(me, current)["positions"]
                 positions = apply_edit(old, painted, row.width, row.height)
                 svc.annotate_positions(me, current, positions)

@@ -1,4 +1,5 @@
-"""`python -m hitl export|import|adduser`: offline tools for a session folder.
+"""`python -m hitl export|import|adduser|deluser|revoke`: offline tools for a session folder
+and its logins.
 
 DuckDB lets one process own a session file, so these work while the app is stopped; when it
 runs they say so in one line instead of a traceback.
@@ -104,17 +105,30 @@ def import_main(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"export": export_main, "import": import_main}
+def deluser_main(argv: list[str]) -> int:
+    from hitl.logins import deluser_main as run
+    return run(argv)
+
+
+def revoke_main(argv: list[str]) -> int:
+    from hitl.logins import revoke_main as run
+    return run(argv)
+
+
+def adduser_main(argv: list[str]) -> int:
+    from hitl.auth import adduser_main as run
+    return run(argv)
+
+
+COMMANDS = {"export": export_main, "import": import_main, "adduser": adduser_main,
+            "deluser": deluser_main, "revoke": revoke_main}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in (*COMMANDS, "adduser"):
-        print("usage: python -m hitl {export,import,adduser} ...", file=sys.stderr)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(f"usage: python -m hitl {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    if argv[0] == "adduser":
-        from hitl.auth import adduser_main
-        return adduser_main(argv[1:])
     return COMMANDS[argv[0]](argv[1:])
 
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from hitl.atomic import atomic_file
-from hitl.throttle import LOGIN_FAILURES_PER_USER, LOGIN_WINDOW_S, Throttle
+from hitl.throttle import LOGIN_ADDRESS, LoginLimits
 
 SCHEME = "scrypt"
 # n=2**14, r=8 needs 16 MiB and ~50 ms per check: slow for guessing, fine for logins.
@@ -200,54 +200,96 @@ def _dummy_hash() -> str:
 
 
 class Authenticator:
-    """The callable Gradio's launch(auth=...) takes: (username, password) -> bool."""
+    """The callable Gradio's launch(auth=...) takes: (username, password) -> bool.
+
+    Users of the auth file are read again when the file changes (hitl/file_watch.py): a user
+    added by `adduser` can log in, one removed by `deluser` cannot, without a restart. Failed
+    logins are counted per (user, address) and per user (hitl/throttle.py)."""
 
     def __init__(
-        self, pairs: Iterable[tuple[str, str]] = (), hashed: dict[str, str] | None = None
+        self, pairs: Iterable[tuple[str, str]] = (), hashed: dict[str, str] | None = None,
+        auth_file: Path | None = None,
     ) -> None:
-        """Plain pairs come from --auth, hashed users (username -> stored hash) from --auth-file."""
+        """Plain pairs come from --auth, hashed users (username -> stored hash) from --auth-file
+        (given as `hashed` once, or as the `auth_file` to follow)."""
+        self._pairs = [tuple(pair) for pair in pairs]
         self._plain: dict[str, str] = {}
-        for username, password, *_ in pairs:
+        for username, password, *_ in self._pairs:
             check_username(username)
             if not password:
                 raise ValueError(f"empty password for user {username!r}")
             self._plain[username] = password
-        self._hashed = dict(hashed or {})
-        for username, stored in self._hashed.items():
-            check_username(username)
+        self._file = None
+        if auth_file is not None:
+            from hitl.file_watch import FileWatch
+            self._file = FileWatch(Path(auth_file), read_entries, [])
+            hashed = {name: stored for name, stored, _ in self._file.value}
+        self._given = dict(hashed or {})
+        for username, stored in self._given.items():
             try:
                 _parse_stored(stored)
             except ValueError as exc:
                 raise ValueError(f"user {username!r}: {exc}") from None
-        both = sorted(self._plain.keys() & self._hashed.keys())
+        both = sorted(self._plain.keys() & self._given.keys())
         if both:
             raise ValueError(f"user(s) {', '.join(both)} given both by --auth and in the auth file")
         self._plain_hashed: dict[str, str] = {}
-        self.throttle = Throttle(LOGIN_FAILURES_PER_USER, LOGIN_WINDOW_S)
+        self.limits = LoginLimits()
 
     @classmethod
     def from_settings(cls, settings) -> Authenticator:
-        """Logins from --auth pairs and the --auth-file."""
-        hashed = read_auth_file(settings.auth_file) if settings.auth_file else None
-        return cls(settings.auth, hashed)
+        """Logins from --auth pairs and the --auth-file (followed as it changes)."""
+        return cls(settings.auth, auth_file=settings.auth_file)
 
-    def __call__(self, username: str, password: str) -> bool:
+    @property
+    def _hashed(self) -> dict[str, str]:
+        if self._file is None:
+            return self._given
+        return {name: stored for name, stored, _ in self._file.get()
+                if name not in self._plain}
+
+    @property
+    def version(self) -> int:
+        """Grows when the auth file is read again (hitl/logins.py follows it)."""
+        return self._file.version if self._file is not None else 0
+
+    def users(self) -> set[str]:
+        """Every login name now: --auth pairs and the auth file as it is now."""
+        return set(self._plain) | set(self._hashed)
+
+    def roles(self) -> dict[str, str]:
+        """Every login's role now (hitl/auth.py users_and_roles)."""
+        entries = self._file.get() if self._file is not None else \
+            [(name, stored, None) for name, stored in self._given.items()]
+        return users_and_roles(self._pairs, entries)
+
+    def __call__(self, username: str, password: str, address: str | None = None) -> bool:
         """One scrypt check whoever asks — a plain --auth user, a file user or an unknown
-        name — so the answer's time tells nothing; a user with too many recent failures is
-        refused even with the right password until they age out."""
+        name — so the answer's time tells nothing; a name with too many recent failures from
+        this address is refused from it even with the right password, until they age out."""
+        address = LOGIN_ADDRESS.get() if address is None else address
         stored = self._stored(username)
         right = verify_password(password, stored or _dummy_hash()) and stored is not None
-        if self.throttle.blocked(username):
+        if self.limits.refused_from(username, address):
             return False
         if not right:
-            self.throttle.failed(username)
+            self.limits.failed(username, address)
         return right
 
     async def check(self, username: str, password: str) -> bool:
         """For launch(auth=...): Gradio awaits a coroutine, so the ~50 ms scrypt runs in a
-        worker thread instead of stalling every page of the server."""
+        worker thread instead of stalling every page of the server. A name guessed at from
+        many addresses waits a growing delay first (asleep, holding no thread)."""
         import anyio
-        return await anyio.to_thread.run_sync(self, username, password)
+        from starlette.exceptions import HTTPException
+        address = LOGIN_ADDRESS.get()
+        if self.limits.refused_from(username, address):
+            raise HTTPException(429, "Too many failed logins for this name from this "
+                                     "address; wait a minute.")
+        delay = self.limits.delay(username)
+        if delay:
+            await anyio.sleep(delay)
+        return await anyio.to_thread.run_sync(self, username, password, address)
 
     def _stored(self, username: str) -> str | None:
         if username in self._plain:
@@ -257,10 +299,10 @@ class Authenticator:
         return self._hashed.get(username)
 
     def __bool__(self) -> bool:
-        return bool(self._plain or self._hashed)
+        return bool(self._plain or self._file is not None or self._given)
 
     def __len__(self) -> int:
-        return len(self._plain) + len(self._hashed)
+        return len(self.users())
 
 
 def _read_password(from_stdin: bool) -> str:

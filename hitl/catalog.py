@@ -81,6 +81,15 @@ def find_files(sources: list[str], mask_folders: list[str] | None = None,
     return files, skipped, missing
 
 
+def not_a_file(path: str) -> str:
+    """Why a name found in a folder is not read: a dangling symlink, or not a regular file."""
+    if os.path.islink(path) and not os.path.exists(path):
+        return "dangling symlink (its target does not exist)"
+    if os.path.isdir(path):
+        return "a folder"
+    return "not a regular file (FIFO, socket or device)"
+
+
 def _walk(directory: str, mask_folders: list[str]) -> tuple[list[Path], int]:
     found: list[Path] = []
     skipped = 0
@@ -94,7 +103,7 @@ def _walk(directory: str, mask_folders: list[str]) -> tuple[list[Path], int]:
                 continue
             path = os.path.join(root, name)
             if not os.path.isfile(path):  # a FIFO named x.jpg would hang the header read
-                log.warning("skipped %s: not a regular file (FIFO, socket or device)", path)
+                log.warning("skipped %s: %s", path, not_a_file(path))
                 skipped += 1
             elif os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
                 found.append(Path(path))

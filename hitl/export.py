@@ -26,6 +26,7 @@ from PIL import Image
 
 from hitl import imaging
 from hitl.atomic import atomic_file
+from hitl.export_leftovers import marker_text, remove_stale_siblings
 from hitl.store import SESSION_TABLES, ClassRow, Store
 from hitl.tasks import get_task
 
@@ -56,10 +57,11 @@ def atomic_folder(path: Path) -> Iterator[Path]:
         raise ExportError(f"{path} exists and is not an earlier hitl export: "
                           "choose a new folder or remove it first.")
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_siblings(path, MARKER)  # what an export killed midway left here
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        (tmp / MARKER).write_text(marker_text())  # names this process, for the cleanup
         yield tmp
-        (tmp / MARKER).write_text("written by hitl export; a re-export may replace this folder\n")
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.{os.getpid()}.old")

@@ -90,7 +90,7 @@ def read_state(path: Path) -> dict:
 class Predictor:
     """A loaded model: PIL images (or paths) in, labels or masks out.
 
-    The task's subclass (named by its registry entry, hitl/tasks.py) says which head, which
+    The task's subclass (named by its registered task, hitl/tasks/) says which head, which
     features and which finetuner it uses, and what a prediction looks like."""
 
     head_class: str = ""          # hitl.ml.heads class of the frozen head
@@ -196,5 +196,5 @@ class SegmentationPredictor(Predictor):
 def load_model(path: Path, device: str = "cpu", weights_dir: Path = Path("weights")) -> Predictor:
     """A Predictor from a model file written by save_model (or the page's model export)."""
     state = read_state(path)
-    return get_task(state["task"]).predictor_class()(state, device=device,
+    return get_task(state["task"]).predictor()(state, device=device,
                                                      weights_dir=weights_dir)

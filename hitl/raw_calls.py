@@ -11,22 +11,28 @@ gradio_client sends one session hash for all its calls, so it never grew.
 
 This ASGI middleware forgets such a one-call session once its result stream has ended and the
 event is complete. A session a client named itself (a page, gradio_client) is never touched:
-its hash is not an event id.
+its hash is not an event id. A result that is never read (a POST without its GET) is
+forgotten after a while, so such calls cannot grow memory either (issue 18: 960 -> 1,120 MB over
+600 unread calls).
 """
 from __future__ import annotations
 
 import re
+import time
 
+CALL_PATH = re.compile(r"^(?:.*)/gradio_api/call/(?:v2/)?[^/]+/?$")
+EVENT_ID = re.compile(rb'"event_id"\s*:\s*"([0-9A-Za-z_-]{1,64})"')
 RESULT_PATH = re.compile(r"^(?:.*)/gradio_api/call/(?:v2/)?[^/]+/(?P<event_id>[^/]+)/?$")
 
 
-def forget_call_session(blocks, event_id: str) -> bool:
-    """Drop what Gradio keeps of the one-call session `event_id`, once its event is done."""
+def forget_call_session(blocks, event_id: str, unread: bool = False) -> bool:
+    """Drop what Gradio keeps of the one-call session `event_id`, once its event is done
+    (`unread`: and its result, which nobody has streamed, is given up)."""
     queue = getattr(blocks, "_queue", None)
     holder = getattr(blocks, "state_holder", None)
     if queue is None or holder is None:
         return False
-    pending = queue.pending_event_ids_session.get(event_id)
+    pending = None if unread else queue.pending_event_ids_session.get(event_id)
     if pending or event_id in queue.event_ids_to_events:
         return False  # still running: its result has not been delivered
     queue.pending_event_ids_session.pop(event_id, None)
@@ -40,30 +46,53 @@ def forget_call_session(blocks, event_id: str) -> bool:
 class ForgetRawCalls:
     """After a raw call's result stream ends, forget the session it was run in (the queue may
     still be finishing its bookkeeping then: such ids are retried after later requests and on
-    a short timer)."""
+    a short timer). A result nobody reads is forgotten too, once it is UNREAD_MAX_AGE_S old or
+    when more than UNREAD_MAX are waiting, oldest first."""
 
     RETRY_SECONDS = 0.5
+    UNREAD_MAX, UNREAD_MAX_AGE_S = 100, 60.0
 
     def __init__(self, app, blocks):
         self.app, self.blocks = app, blocks
         self.waiting: set[str] = set()
+        self.unread: dict[str, float] = {}  # event id -> when it was posted, oldest first
         self.retry_scheduled = False
 
     async def __call__(self, scope, receive, send):
-        await self.app(scope, receive, send)
+        posted = scope["type"] == "http" and scope.get("method") == "POST" and \
+            CALL_PATH.match(scope.get("path", ""))
+        await self.app(scope, receive, self._watch(send) if posted else send)
         if scope["type"] == "http" and scope.get("method") == "GET":
             match = RESULT_PATH.match(scope.get("path", ""))
             if match:
+                self.unread.pop(match["event_id"], None)
                 self.waiting.add(match["event_id"])
-        if self.waiting:
+        if self.waiting or self.unread:
             self.sweep()
+
+    def _watch(self, send):
+        """The event id of a raw call, read from its answer ({"event_id": ...})."""
+        async def watched(message):
+            if message["type"] == "http.response.body":
+                found = EVENT_ID.search(message.get("body") or b"")
+                if found:
+                    self.unread[found[1].decode()] = time.monotonic()
+            await send(message)
+        return watched
 
     def sweep(self, from_timer: bool = False) -> None:
         if from_timer:
             self.retry_scheduled = False
+        old, extra = time.monotonic() - self.UNREAD_MAX_AGE_S, len(self.unread) - self.UNREAD_MAX
+        for i, (event_id, posted) in enumerate(list(self.unread.items())):
+            if posted > old and i >= extra:
+                break
+            if forget_call_session(self.blocks, event_id, unread=True):  # else still running
+                del self.unread[event_id]
         self.waiting = {eid for eid in self.waiting
                         if not forget_call_session(self.blocks, eid)}
-        if self.waiting and not self.retry_scheduled:
+        if (self.waiting or self.unread) and not self.retry_scheduled:
             import asyncio
             self.retry_scheduled = True
-            asyncio.get_running_loop().call_later(self.RETRY_SECONDS, self.sweep, True)
+            delay = self.RETRY_SECONDS if self.waiting else self.UNREAD_MAX_AGE_S / 4
+            asyncio.get_running_loop().call_later(delay, self.sweep, True)

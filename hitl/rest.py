@@ -17,22 +17,27 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from PIL import Image
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hitl.access import login_cookie_user
+from hitl.bounded import BodyLimit
 from hitl.rest_service import Caller, RestView
 from hitl.session import Session
 from hitl.tokens import TokenChecker
 
 PREFIX = "/api/v1"
+# Ids are DuckDB BIGINTs: one past int64 is refused as bad input (422), not a 500.
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
+Id = Annotated[int, Path(ge=INT64_MIN, le=INT64_MAX)]
+BodyId = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
 IMAGE_CACHE = "private, max-age=86400"  # an id always names the same file
 
 
@@ -77,6 +82,9 @@ class Gate:
 
 
 def _is_local(request: Request) -> bool:
+    """A client on this machine: a loopback peer that no proxy forwarded for."""
+    if "x-forwarded-for" in request.headers or "forwarded" in request.headers:
+        return False
     host = request.client.host if request.client else ""
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -152,14 +160,14 @@ def next_image(strategy: str = "uncertain", class_name: str | None = None,
 
 
 @router.get("/images/{image_id}", summary="One image: metadata, label and prediction")
-def image(image_id: int, ctx: Ctx = Depends(context)) -> dict:
+def image(image_id: Id, ctx: Ctx = Depends(context)) -> dict:
     _image_row(ctx, image_id)
     return answer(ctx.service.image(ctx.caller, image_id))
 
 
 @router.get("/images/{image_id}/file", summary="The image file itself",
             response_class=FileResponse)
-def image_file(image_id: int, request: Request, ctx: Ctx = Depends(context)):
+def image_file(image_id: Id, request: Request, ctx: Ctx = Depends(context)):
     row = _image_row(ctx, image_id)
     try:
         stat = os.stat(row.path)
@@ -175,7 +183,7 @@ def image_file(image_id: int, request: Request, ctx: Ctx = Depends(context)):
 
 @router.get("/images/{image_id}/mask", summary="The stored mask as an index PNG "
             "(0 = unlabeled, k = k-th class)", response_class=Response)
-def mask(image_id: int, ctx: Ctx = Depends(context)):
+def mask(image_id: Id, ctx: Ctx = Depends(context)):
     _image_row(ctx, image_id)
     positions = ctx.service.mask_positions(ctx.caller, image_id)
     if isinstance(positions, dict):
@@ -187,7 +195,7 @@ def mask(image_id: int, ctx: Ctx = Depends(context)):
 
 @router.get("/images/{image_id}/predicted_mask", summary="The model's mask as an index PNG "
             "(every pixel 1..K)", response_class=Response)
-def predicted_mask(image_id: int, ctx: Ctx = Depends(context)):
+def predicted_mask(image_id: Id, ctx: Ctx = Depends(context)):
     _image_row(ctx, image_id)
     result = answer(ctx.service.predicted_mask(ctx.caller, image_id))
     if result.get("mask") is None:
@@ -197,7 +205,7 @@ def predicted_mask(image_id: int, ctx: Ctx = Depends(context)):
 
 @router.put("/images/{image_id}/label", summary="Label an image with a class name; with "
             "next_strategy, also return the next image")
-def put_label(image_id: int, body: LabelBody, ctx: Ctx = Depends(context)) -> dict:
+def put_label(image_id: Id, body: LabelBody, ctx: Ctx = Depends(context)) -> dict:
     _image_row(ctx, image_id)
     if body.next_strategy:  # save + next: one request, one transaction where possible
         result = answer(ctx.service.annotate_next(ctx.caller, image_id, body.label,
@@ -209,7 +217,7 @@ def put_label(image_id: int, body: LabelBody, ctx: Ctx = Depends(context)) -> di
 
 @router.put("/images/{image_id}/mask", summary="Save a mask: an 8-bit PNG of the image's "
             "size as the body (0 = unlabeled, k = k-th class)")
-async def put_mask(image_id: int, request: Request, ctx: Ctx = Depends(context)) -> dict:
+async def put_mask(image_id: Id, request: Request, ctx: Ctx = Depends(context)) -> dict:
     _image_row(ctx, image_id)
     body = await request.body()
     from starlette.concurrency import run_in_threadpool
@@ -218,7 +226,7 @@ async def put_mask(image_id: int, request: Request, ctx: Ctx = Depends(context))
 
 
 @router.post("/images/{image_id}/skip", summary="Skip an image (strategies pass over it)")
-def skip(image_id: int, ctx: Ctx = Depends(context)) -> dict:
+def skip(image_id: Id, ctx: Ctx = Depends(context)) -> dict:
     _image_row(ctx, image_id)
     return answer(ctx.service.skip(ctx.caller, image_id))
 
@@ -276,9 +284,9 @@ def remove_class(name: str, ctx: Ctx = Depends(context)) -> dict:
 
 # ---- review in bulk (issue 13) ---------------------------------------------------------------
 class AcceptBody(BaseModel):
-    image_ids: list[int]            # every image of the page, as shown
+    image_ids: list[BodyId]         # every image of the page, as shown
     class_name: str                 # what the unmarked ones become
-    rejected_ids: list[int] = []    # marked wrong: stay unlabeled (unless relabeled)
+    rejected_ids: list[BodyId] = []  # marked wrong: stay unlabeled (unless relabeled)
     relabels: dict[str, str] = {}   # image id -> another class name
 
 
@@ -305,7 +313,7 @@ def suspects(n: int = Query(24, ge=1, le=500), ctx: Ctx = Depends(context)) -> d
 @router.post("/suspects/{image_id}/{verdict}", summary="keep: leave a suspect's label as it "
              "is; remove: take its label or mask away (undoable; relabel with PUT "
              "/images/{id}/label)")
-def judge_suspect(image_id: int, verdict: Literal["keep", "remove"],
+def judge_suspect(image_id: Id, verdict: Literal["keep", "remove"],
                   seen_label: str | None = None, ctx: Ctx = Depends(context)) -> dict:
     _image_row(ctx, image_id)
     judge = {"keep": ctx.service.keep_suspect, "remove": ctx.service.remove_suspect}[verdict]
@@ -314,7 +322,7 @@ def judge_suspect(image_id: int, verdict: Literal["keep", "remove"],
 
 @router.get("/images/{image_id}/similar", summary="The n unlabeled images nearest to this one "
             "by cached features, leased as a page")
-def similar(image_id: int, n: int = Query(24, ge=1, le=96), ctx: Ctx = Depends(context)) -> dict:
+def similar(image_id: Id, n: int = Query(24, ge=1, le=96), ctx: Ctx = Depends(context)) -> dict:
     _image_row(ctx, image_id)
     return answer(ctx.service.similar(ctx.caller, image_id, n))
 
@@ -357,6 +365,12 @@ def build_api(session: Session, gate: Gate, service=None) -> FastAPI:
     api.state.gate = gate
     api.include_router(router)
     api.add_middleware(ServerTiming)
+    api.add_middleware(BodyLimit)  # also while Gradio loads (hitl/starting.py)
+
+    @api.exception_handler(OverflowError)
+    def out_of_range(request: Request, exc: OverflowError):  # an id past int64 in a body
+        return JSONResponse({"error": "A number in the request is out of range."},
+                            status_code=422)
 
     @api.exception_handler(ApiError)
     def api_error(request: Request, exc: ApiError):

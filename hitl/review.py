@@ -12,17 +12,15 @@ import time
 from datetime import datetime
 
 import numpy as np
-import pandas as pd
 
 from hitl.store import Store, StoreError
-from hitl.tasks import get_task
+from hitl.tasks import current_task, get_task
 
 log = logging.getLogger(__name__)
 TASK = "classification"  # review pages are a classification view; suspects serve both tasks
 MAX_PAGE = 96
 MAX_SUSPECTS = 500  # a queue worked through one at a time, not a grid
 POOL_BUDGET_S = 2.0  # segmentation: seconds of patch-grid pooling per "more like this" call
-MAX_SUSPECT_MASKS = 300  # newest masks scored per refresh (all their patch grids in memory)
 
 
 def _band(band) -> tuple[float, float]:
@@ -103,7 +101,7 @@ class Review:
         the caller as a whole (other labelers' pages never overlap it)."""
         self._classification_only()
         cls, n, (low, high) = self._class(class_name), _page_size(n), _band(band)
-        c = self.store.candidates(TASK, user)
+        c = get_task(TASK).candidates(self.store, user)
         prob = c["probability"]
         keep = (c["class_id"] == cls.id) & (prob >= low) & (prob <= high)
         keep &= ~np.isin(c["ids"], self.store.rejected_ids(cls.id))
@@ -225,8 +223,7 @@ class Review:
         if row >= len(ids) or ids[row] != image_id:
             raise StoreError(f"Image {image_id} has no cached features yet; try again when the "
                              "trainer has extracted them.")
-        task = self.store.task() or TASK
-        free = self.store.candidates(task, user)["ids"]
+        free = current_task(self.store.task()).candidates(self.store, user)["ids"]
         exclude = ~np.isin(ids, free)
         exclude[row] = True
         from hitl.ml.similar import nearest  # torch: imported on first use, not at start-up
@@ -316,57 +313,13 @@ class SuspectRefresher:
         self._last = time.monotonic()
         computed_at = datetime.now()
         class_ids = [c.id for c in self.store.classes()]
-        scorer = get_task(self.store.task() or TASK).suspect_scorer
-        frame = getattr(self, scorer)(cache, class_ids)
+        frame = current_task(self.store.task()).score_suspects(self.store, cache, class_ids)
         if frame is not None:
             frame["model_version"] = int(version)
             frame["computed_at"] = computed_at
             self.store.write_suspects(frame)
         self._done = key
         return False
-
-    def _classification(self, cache, class_ids: list[int]) -> pd.DataFrame | None:
-        labeled, labels = self.store.labeled_pairs()
-        ids, feats = cache.get_global()
-        if len(ids) == 0 or len(class_ids) < 2:
-            return None
-        pos = np.clip(np.searchsorted(ids, labeled), 0, len(ids) - 1)
-        ok = (ids[pos] == labeled) & np.isin(labels, class_ids)
-        if ok.sum() < 2:
-            return None
-        index = {c: i for i, c in enumerate(class_ids)}
-        y = np.array([index[c] for c in labels[ok]], dtype=np.int64)
-        from hitl.ml.suspects import classification_oos
-        result = classification_oos(feats[pos[ok]], y, len(class_ids))
-        lookup = np.asarray(class_ids, dtype=np.int64)
-        return pd.DataFrame({"image_id": labeled[ok], "label_class_id": labels[ok],
-                             "predicted_class_id": lookup[result.predicted],
-                             "score": result.score})
-
-    def _segmentation(self, cache, class_ids: list[int]) -> pd.DataFrame | None:
-        if len(class_ids) < 2:
-            return None
-        to_positions = self.store.mask_values().to_positions
-        ids, grids, targets, weights, masks = [], [], [], [], []
-        for image_id in self.store.masked_ids()[-MAX_SUSPECT_MASKS:].tolist():
-            grid, mask = cache.get_patches(image_id), self.store.mask(image_id)
-            if grid is None or mask is None:
-                continue
-            positions = to_positions(mask)
-            from hitl.ml import heads  # torch: imported when a review needs it, not at start-up
-            t, w = heads.mask_to_patch_targets(positions, grid.shape[:2], len(class_ids))
-            ids.append(image_id)
-            grids.append(grid)
-            targets.append(t)
-            weights.append(w)
-            masks.append(positions)
-        if len(ids) < 2:
-            return None
-        from hitl.ml.suspects import segmentation_oos
-        iou = segmentation_oos(grids, targets, weights, masks, len(class_ids))
-        none = pd.array([None] * len(ids), dtype="Int64")
-        return pd.DataFrame({"image_id": np.asarray(ids, np.int64), "label_class_id": none,
-                             "predicted_class_id": none, "score": iou})
 
 
 def _refusal(exc: Exception) -> dict:

@@ -63,8 +63,10 @@ class Server:
         self.host, self.port = host, port
         self.switch = Switch(app)
         self.rest_api = None  # the REST app it serves before and after Gradio (hitl/starting.py)
+        # proxy_headers off: uvicorn would take X-Forwarded-For from any loopback peer as the
+        # client; hitl/throttle.py reads it only from proxies the owner names
         self._uvicorn = uvicorn.Server(uvicorn.Config(self.switch, log_level="warning",
-                                                      lifespan="on"))
+                                                      lifespan="on", proxy_headers=False))
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
 

@@ -12,12 +12,14 @@ from pathlib import Path
 from hitl import catalog, demo
 from hitl.catalog import CatalogProgress, CatalogReport
 from hitl.hub_images import resolve_image_source
+from hitl.locks import ordered_lock
 from hitl.settings import Settings
 from hitl.store import Store, StoreError
 from hitl.tasks import get_task
 from hitl.trainer import Trainer
 
 log = logging.getLogger(__name__)
+RESET_GRACE_S = 0.5  # requests that began before a reset finish their reads on the old store
 CATALOG_CHUNK = 2000  # images registered per step in the background (then usable at once)
 
 
@@ -28,7 +30,7 @@ class Session:
         """hub_download stands in for huggingface_hub.snapshot_download (tests)."""
         self.settings = settings
         self.hub_download = hub_download
-        self._reset_lock = threading.Lock()
+        self._reset_lock = ordered_lock("session.reset")
         self.warnings: list[str] = []
         self._open()
 
@@ -140,7 +142,7 @@ class Session:
         with self._reset_lock:
             self._stop_catalog()
             self.trainer.stop()
-            self.store.close()
+            self.store.close(grace=RESET_GRACE_S)
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             folder = self.settings.session_dir
             archive = folder.with_name(f"{folder.name}-{stamp}")

@@ -51,6 +51,7 @@ class Settings:
     hf_orgs: list[str] = field(default_factory=list)
     hf_admins: list[str] = field(default_factory=list)
     rest: bool = True  # the REST API under /api/v1 (hitl/rest.py)
+    forwarded_allow_ips: list[str] = field(default_factory=list)  # trusted for X-Forwarded-For
     device: str = "auto"
     backbone: str = DEFAULT_BACKBONE
     finetune_model: str = DEFAULT_FINETUNE_MODEL

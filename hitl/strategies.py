@@ -1,21 +1,21 @@
-"""Which image comes next: pure functions over the candidates and their prediction scores.
+"""Which image comes next: strategy objects, and the pure functions they order with.
 
-Each strategy returns candidate ids in the order it wants them (the first few are enough:
-the caller leases the first one no other labeler holds), or an empty array when it has
-nothing to offer, so the caller can fall back to the next strategy and say so.
+A task lists its strategies (hitl/tasks/<name>/strategies.py) as `Strategy` objects: a name,
+an order over the open images its task offers (a `Pick`), the strategy to fall back to and
+why it had nothing. An order is candidate ids in the order the strategy wants them (the first
+few are enough: the caller leases the first one no other labeler holds), or an empty array
+when it has nothing to offer, so the caller falls back and says why.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-CLASSIFICATION_STRATEGIES = ("uncertain", "margin", "entropy", "minority", "random",
-                             "sequential", "class", "last class")
-SEGMENTATION_STRATEGIES = ("random", "sequential", "uncertain", "class")
-FALLBACK = {"uncertain": "sequential", "margin": "sequential", "entropy": "sequential",
-            "minority": "uncertain", "class": "uncertain", "last class": "uncertain",
-            "random": "sequential", "sequential": None}
+from hitl.errors import HitlError
+
 TOP = 32  # how many ordered candidates a strategy hands back
 
 
@@ -23,7 +23,7 @@ def _first(order: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return ids[order[:TOP]]
 
 
-def _lowest(values: np.ndarray, ids: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def lowest(values: np.ndarray, ids: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Ids with the lowest values (ties by id); NaN (no prediction) never qualifies."""
     keep = ~np.isnan(values) if mask is None else (~np.isnan(values) & mask)
     idx = np.flatnonzero(keep)
@@ -53,15 +53,15 @@ def random_order(c: dict, seed: int) -> np.ndarray:
 def uncertain(c: dict, score: str = "probability") -> np.ndarray:
     """Least confident first: lowest top-1 probability or margin, or highest entropy."""
     if score == "entropy":
-        return _lowest(-c["entropy"], c["ids"])
-    return _lowest(c[score], c["ids"])
+        return lowest(-c["entropy"], c["ids"])
+    return lowest(c[score], c["ids"])
 
 
 def of_class(c: dict, class_id: int, most_confident: bool = True) -> np.ndarray:
     """Unlabeled images predicted as class_id, most confident first."""
     match = c["class_id"] == class_id
     sign = -1.0 if most_confident else 1.0
-    return _lowest(sign * c["probability"], c["ids"], match)
+    return lowest(sign * c["probability"], c["ids"], match)
 
 
 def minority(c: dict, label_counts: dict[int, int], class_order: list[int]) -> np.ndarray:
@@ -74,22 +74,6 @@ def minority(c: dict, label_counts: dict[int, int], class_order: list[int]) -> n
         if ids.size:
             return ids
     return np.array([], dtype=np.int64)
-
-
-def seg_uncertain(c: dict) -> np.ndarray:
-    """Highest mean pixel entropy of the predicted mask first."""
-    return _lowest(-c["entropy"], c["ids"])
-
-
-def seg_of_class(c: dict, position: int) -> np.ndarray:
-    """Images predicted to hold the largest share of the class at `position` (0-based)."""
-    fractions = c["fractions"]
-    values = np.full(len(c["ids"]), np.nan)
-    for i, row in enumerate(fractions):
-        if row is not None and not (isinstance(row, float) and np.isnan(row)) \
-                and len(row) > position:
-            values[i] = -float(row[position])
-    return _lowest(values, c["ids"])
 
 
 # ---- the fast path: walk orders sorted once per published model ------------------------------
@@ -107,7 +91,7 @@ class OpenIndex:
 
 def score_orders(image_id: np.ndarray, class_id: np.ndarray, probability: np.ndarray,
                  margin: np.ndarray, entropy: np.ndarray) -> dict:
-    """Every order the classification strategies walk, ties by id as in _lowest: computed
+    """Every order the classification strategies walk, ties by id as in lowest: computed
     once when predictions are published, so a key press only walks the head of one."""
     ids = np.asarray(image_id, dtype=np.int64)
     keep = ~np.isnan(probability)
@@ -144,30 +128,98 @@ def first_open(order: np.ndarray, index: OpenIndex, k: int = TOP, chunk: int = 5
 EMPTY = np.array([], dtype=np.int64)
 
 
-def fast_order(strategy: str, index: OpenIndex, class_id: int | None = None,
-               class_ranking: list[int] | None = None, seed: int = 0) -> np.ndarray:
-    """Ordered open candidates for a classification strategy, like the functions above give
-    from the full candidate arrays (random: a uniform sample of the open images)."""
-    if strategy == "sequential":
-        return first_open(index.readable, index)
-    if strategy == "random":
-        rng = np.random.default_rng(seed)
-        n = index.readable.size
-        if n == 0:
-            return EMPTY
-        sample = index.readable[rng.integers(0, n, size=min(n, 8 * TOP))]
-        picked = first_open(np.unique(sample), index, k=n)
-        if picked.size == 0:  # almost everything is done: look at all that is left
-            picked = first_open(index.readable, index, k=n, chunk=n)
-        return picked[rng.permutation(picked.size)[:TOP]]
-    if strategy in ("uncertain", "margin", "entropy"):
-        return first_open(index.orders.get(strategy, EMPTY), index)
-    if strategy in ("class", "last class"):
-        return first_open(index.orders.get(("confident", class_id), EMPTY), index)
-    if strategy == "minority":
-        for cid in class_ranking or []:
-            ids = first_open(index.orders.get(("doubtful", cid), EMPTY), index)
-            if ids.size:
-                return ids
+def open_sequential(index: OpenIndex) -> np.ndarray:
+    """The lowest open ids, as sequential() gives from the full candidate arrays."""
+    return first_open(index.readable, index)
+
+
+def open_random(index: OpenIndex, seed: int) -> np.ndarray:
+    """A uniform sample of the open images (random_order() over the full arrays)."""
+    rng = np.random.default_rng(seed)
+    n = index.readable.size
+    if n == 0:
         return EMPTY
-    raise ValueError(f"No fast path for strategy {strategy!r}.")
+    sample = index.readable[rng.integers(0, n, size=min(n, 8 * TOP))]
+    picked = first_open(np.unique(sample), index, k=n)
+    if picked.size == 0:  # almost everything is done: look at all that is left
+        picked = first_open(index.readable, index, k=n, chunk=n)
+    return picked[rng.permutation(picked.size)[:TOP]]
+
+
+def open_ranked(index: OpenIndex, key) -> np.ndarray:
+    """The open head of one presorted order of score_orders() (none: nothing predicted)."""
+    return first_open(index.orders.get(key, EMPTY), index)
+
+
+# ---- strategies as objects ----------------------------------------------------------------------
+TAKEN = "all its candidates are taken by other labelers"
+
+
+def _short(text, limit: int) -> str:
+    """An echoed name in a refusal: one line, cut to `limit` characters."""
+    return " ".join(str(text).split())[:limit]
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One next-image choice: who asks, the open images their task offers now (`pool`: what
+    the task's open_pool gives, e.g. an OpenIndex), the class a 'class' strategy was given,
+    and a seed for random orders."""
+    store: Any
+    user: str
+    pool: Any
+    class_name: str | None = None
+    seed: int = 0
+
+    def chosen_class(self):
+        """The class named for a 'class' strategy; a missing or unknown name is refused."""
+        if not self.class_name:
+            raise HitlError("Choose a class for the 'class' strategy.")
+        cls = self.store.class_by_name(str(self.class_name))
+        if cls is None:
+            raise HitlError(f"There is no class named {_short(self.class_name, 80)!r}.")
+        return cls
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A next-image strategy. `empty` says why it had no candidate (a line, or a function of
+    the Pick when the line names a class); `follows_labels`: its order changes with the label
+    just made, so save + next cannot compute it before the label is stored."""
+    name: str
+    order: Callable[[Pick], np.ndarray]
+    fallback: str | None
+    empty: str | Callable[[Pick], str] = TAKEN
+    follows_labels: bool = False
+
+    def empty_reason(self, pick: Pick) -> str:
+        return self.empty(pick) if callable(self.empty) else self.empty
+
+
+class Strategies:
+    """A task's strategies in the page's order (its default first), looked up by name."""
+
+    def __init__(self, *items: Strategy):
+        self._by_name = {s.name: s for s in items}
+        unknown = {s.fallback for s in items} - set(self._by_name) - {None}
+        if unknown:
+            raise ValueError(f"Fallback to a strategy that is not listed: {sorted(unknown)}.")
+
+    def __iter__(self) -> Iterator[Strategy]:
+        return iter(self._by_name.values())
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._by_name)
+
+    def __getitem__(self, name: str) -> Strategy:
+        try:
+            return self._by_name[name]
+        except (KeyError, TypeError):
+            raise HitlError(f"Unknown strategy {_short(name, 40)!r}; choose one of: "
+                            + ", ".join(self._by_name) + ".") from None
+
+    def after(self, strategy: Strategy, tried: list[str]) -> Strategy | None:
+        """The strategy to try when `strategy` had nothing: its fallback, unless tried."""
+        nxt = strategy.fallback
+        return None if nxt is None or nxt in tried else self._by_name[nxt]

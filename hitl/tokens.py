@@ -55,22 +55,56 @@ def add_token(path: Path, username: str) -> str:
     return token
 
 
-class TokenChecker:
-    """token -> username, or None for an unknown token."""
+def remove_token(path: Path, username: str) -> bool:
+    """Revoke username's token (rewrite the file without it); False when they had none."""
+    path = Path(path)
+    tokens = read_tokens(path)
+    if tokens.pop(username, None) is None:
+        return False
+    with atomic_file(path, mode=0o600) as tmp:
+        tmp.write_text("".join(f"{user}:{digest}\n" for user, digest in tokens.items()),
+                       encoding="utf-8")
+    return True
 
-    def __init__(self, digests: dict[str, str] | None = None):
-        self._by_digest = {digest: user for user, digest in (digests or {}).items()}
+
+class TokenChecker:
+    """token -> username, or None for an unknown token. Made `from_file`, it follows the file
+    (hitl/file_watch.py): a replaced or revoked token stops working within seconds, a new one
+    works; with `users`, a token of a name that is no longer a login works no more."""
+
+    def __init__(self, digests: dict[str, str] | None = None, watch=None, users=None):
+        self._digests, self._watch, self._users = dict(digests or {}), watch, users
+        self._version, self._by_digest = -1, {}
 
     @classmethod
-    def from_file(cls, path: Path | None) -> TokenChecker:
-        return cls(read_tokens(path) if path is not None else None)
+    def from_file(cls, path: Path | None, users=None) -> TokenChecker:
+        """`users`: a callable naming every login now (Authenticator.users), or None."""
+        if path is None:
+            return cls()
+        from hitl.file_watch import FileWatch
+        return cls(watch=FileWatch(Path(path), read_tokens, {}), users=users)
+
+    def _table(self) -> dict[str, str]:
+        if self._watch is None:
+            if self._version < 0:
+                self._version = 0
+                self._by_digest = {d: user for user, d in self._digests.items()}
+            return self._by_digest
+        digests = self._watch.get()
+        if self._watch.version != self._version:
+            self._version = self._watch.version
+            self._by_digest = {d: user for user, d in digests.items()}
+        return self._by_digest
 
     def __call__(self, token: str) -> str | None:
         # a lookup by digest: timing can only tell about hashes, which reveal nothing
-        return self._by_digest.get(_digest(token))
+        name = self._table().get(_digest(token))
+        if name is not None and self._users is not None and name not in self._users():
+            return None  # deleted from the auth file: their token goes with them
+        return name
 
     def __bool__(self) -> bool:
-        return bool(self._by_digest)
+        return self._watch is not None or bool(self._digests)
 
 
 def token_main(auth_file: Path, username: str) -> int:

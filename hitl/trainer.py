@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from hitl.locks import ordered_lock
 from hitl.settings import Settings
 from hitl.store import Store
-from hitl.tasks import get_task
+from hitl.tasks import current_task, get_task
 
 if TYPE_CHECKING:
     from hitl.learners.published import PublishedMasks
@@ -78,7 +79,7 @@ class Trainer:
         self.settings = settings
         self.store = store
         self.status = TrainerStatus()
-        self._lock = threading.Lock()
+        self._lock = ordered_lock("trainer.status")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._learner: Learner | None = None
@@ -118,8 +119,7 @@ class Trainer:
         self.update(state="stopped", message="stopped")
 
     def wake(self) -> None:
-        with self.store.changed:
-            self.store.changed.notify_all()
+        self.store.feed.poke()
 
     def reset_model(self) -> None:
         """Forget the learner (backbone, resolution or mode changed; a class was removed)."""
@@ -177,7 +177,7 @@ class Trainer:
     # ---- the loop ----------------------------------------------------------------------------
     def _wanted_key(self) -> tuple:
         s = self.settings
-        task = self.store.task() or "classification"
+        task = current_task(self.store.task()).name  # before the first label: the default
         name = s.backbone if s.mode == "frozen" else s.finetune_model
         return (task, s.mode, name, s.seg_long_side, s.device)
 
@@ -188,6 +188,7 @@ class Trainer:
     def _run(self) -> None:
         seen = -1
         while not self._stop.is_set():
+            mark = self.store.feed.snapshot()  # before reading anything: no change is missed
             more = False
             try:
                 key = self._wanted_key()
@@ -222,7 +223,7 @@ class Trainer:
             if not more and not self._stop.is_set():
                 if self.status.state not in ("error",):
                     self.update(state="idle", message="waiting for new labels")
-                self._wait_for_change(seen)
+                self.store.feed.wait(mark, IDLE_WAIT_S)
             self.update(turns=self.status.turns + 1)
 
     def _run_idle_hooks(self) -> bool:
@@ -267,11 +268,3 @@ class Trainer:
             if self.store.revision == revision:
                 return
             revision = self.store.revision
-
-    def _wait_for_change(self, seen: int) -> None:
-        with self.store.changed:
-            self.store.changed.wait_for(
-                lambda: self._stop.is_set() or self.store.revision != seen
-                or self._force.is_set() or self._asked.is_set()
-                or self._wanted_key() != self._learner_key,
-                timeout=IDLE_WAIT_S)

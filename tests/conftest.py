@@ -9,6 +9,8 @@ import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# every hitl lock checks the written lock order (hitl/locks.py), here and in launched apps
+os.environ["HITL_LOCK_CHECK"] = "1"
 
 from hitl.settings import Settings  # noqa: E402
 
@@ -39,6 +41,17 @@ def make_settings(tmp_path: Path, **overrides) -> Settings:
                 finetune_model="test_resnet", seg_long_side=64)
     base.update(overrides)
     return Settings(**base)
+
+
+@pytest.fixture(autouse=True)
+def lock_order_kept():
+    """Fail any test during which a lock was taken out of hitl's written order, on any
+    thread (the trainer's errors are only logged, so the record is checked here)."""
+    from hitl import locks
+    assert locks.CHECK, "HITL_LOCK_CHECK was not set before hitl was imported"
+    del locks.violations[:]
+    yield
+    assert not locks.violations, "lock order broken:\n" + "\n".join(locks.violations)
 
 
 @pytest.fixture

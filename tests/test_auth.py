@@ -215,13 +215,14 @@ def test_roles_from_pairs_and_file():
         "x": "admin", "y": "labeler", "z": "labeler"}
 
 
-def test_too_many_failures_block_a_user_even_with_the_right_password():
+def test_failures_block_a_name_from_that_address_only():
     checker = Authenticator([("ann", "right"), ("bob", "pw")])
-    assert checker("ann", "right")
-    for _ in range(throttle.LOGIN_FAILURES_PER_USER):
-        assert not checker("ann", "wrong")
-    assert not checker("ann", "right")  # throttled
-    assert checker("bob", "pw")  # others are not
+    assert checker("ann", "right", "203.0.113.9")
+    for _ in range(throttle.LOGIN_FAILURES_PER_PAIR):
+        assert not checker("ann", "wrong", "203.0.113.9")
+    assert not checker("ann", "right", "203.0.113.9")  # throttled from the guessing address
+    assert checker("ann", "right", "198.51.100.7")  # the owner elsewhere is not locked out
+    assert checker("bob", "pw", "203.0.113.9")  # others are not
     assert not checker("nobody", "x")  # an unknown user is checked like a known one
 
 

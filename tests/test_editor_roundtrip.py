@@ -30,12 +30,12 @@ def shown(positions: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 @pytest.mark.parametrize("size,display", [((512, 512), (512, 512)), ((1500, 1000), (1024, 683)),
-                                          ((37, 23), (37, 23)), ((300, 700), (439, 1024))])
+                                          ((37, 23), (37, 23)), ((700, 1600), (448, 1024))])
 def test_untouched_save_is_bit_exact(size, display):
     w, h = size
     stored = np.random.default_rng(w).integers(0, 4, (h, w)).astype(np.uint8)
     untouched = np.full((display[1], display[0]), KEEP, np.uint8)
-    out = apply_edit(stored, decode_edit(as_edit(untouched)), w, h)
+    out = apply_edit(stored, decode_edit(as_edit(untouched), w, h), w, h)
     assert (out == stored).all()
     assert shown(stored, display).shape == (display[1], display[0])
 
@@ -47,7 +47,7 @@ def test_a_stroke_lands_where_it_was_painted(size, display):
     edit[10:40, 20:60] = 2   # painted class 2
     edit[50:60, 20:60] = 0   # erased
     stored = np.full((h, w), 3, np.uint8)
-    out = apply_edit(stored, decode_edit(as_edit(edit)), w, h)
+    out = apply_edit(stored, decode_edit(as_edit(edit), w, h), w, h)
     s = w / display[0]
     ys, xs = np.nonzero(out == 2)
     assert abs(xs.min() - 20 * s) <= s and abs(xs.max() + 1 - 60 * s) <= s
@@ -61,7 +61,7 @@ def test_a_stroke_lands_where_it_was_painted(size, display):
 def test_a_new_mask_starts_empty():
     edit = np.full((20, 30), KEEP, np.uint8)
     edit[5, 5] = 1
-    out = apply_edit(None, decode_edit(as_edit(edit)), 30, 20)
+    out = apply_edit(None, decode_edit(as_edit(edit), 30, 20), 30, 20)
     assert out.sum() == 1 and out[5, 5] == 1
 
 
@@ -69,5 +69,5 @@ def test_a_new_mask_starts_empty():
                                  "data:image/png;base64,@@"])
 def test_a_bad_edit_is_refused_in_one_line(bad):
     with pytest.raises(StoreError) as err:
-        decode_edit(bad)
+        decode_edit(bad, 30, 20)
     assert "\n" not in str(err.value)

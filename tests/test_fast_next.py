@@ -4,14 +4,15 @@ from __future__ import annotations
 import numpy as np
 
 from hitl import strategies
-from hitl.strategies import OpenIndex, fast_order, score_orders
+from hitl.strategies import OpenIndex, open_random, open_ranked, open_sequential, score_orders
+from hitl.tasks.classification.strategies import open_minority
 
 
 def _setup(seed: int = 0, n: int = 3000):
     rng = np.random.default_rng(seed)
     ids = np.arange(1, n + 1, dtype=np.int64)
     readable = ids[rng.random(n) > 0.05]
-    # no ties: _lowest keeps an arbitrary one of the ids tied at its cut (argpartition)
+    # no ties: lowest keeps an arbitrary one of the ids tied at its cut (argpartition)
     prob, margin, entropy = rng.random(n), rng.random(n), rng.random(n)
     cls = rng.integers(1, 4, n).astype(float)
     has_pred = rng.random(n) > 0.1
@@ -34,17 +35,17 @@ def _setup(seed: int = 0, n: int = 3000):
 def test_fast_orders_match_the_full_strategies():
     for seed in range(3):
         index, c = _setup(seed)
-        assert np.array_equal(fast_order("sequential", index), strategies.sequential(c))
-        assert np.array_equal(fast_order("uncertain", index), strategies.uncertain(c))
-        assert np.array_equal(fast_order("margin", index), strategies.uncertain(c, "margin"))
-        assert np.array_equal(fast_order("entropy", index), strategies.uncertain(c, "entropy"))
+        assert np.array_equal(open_sequential(index), strategies.sequential(c))
+        assert np.array_equal(open_ranked(index, "uncertain"), strategies.uncertain(c))
+        assert np.array_equal(open_ranked(index, "margin"), strategies.uncertain(c, "margin"))
+        assert np.array_equal(open_ranked(index, "entropy"), strategies.uncertain(c, "entropy"))
         for cid in (1, 2, 3):
-            assert np.array_equal(fast_order("class", index, class_id=cid),
+            assert np.array_equal(open_ranked(index, ("confident", cid)),
                                   strategies.of_class(c, cid))
         counts = {1: 5, 2: 0, 3: 9}
-        assert np.array_equal(fast_order("minority", index, class_ranking=[2, 1, 3]),
+        assert np.array_equal(open_minority(index, [2, 1, 3]),
                               strategies.minority(c, counts, [1, 2, 3]))
-        picked = fast_order("random", index, seed=seed)
+        picked = open_random(index, seed)
         assert picked.size == strategies.TOP and np.unique(picked).size == picked.size
         assert np.isin(picked, c["ids"]).all()
 
@@ -54,8 +55,8 @@ def test_ties_go_to_the_lower_id():
     same = np.full(100, 0.5)
     index = OpenIndex(ids, np.zeros(101, dtype=bool), np.array([], dtype=np.int64),
                       score_orders(ids[::-1], np.ones(100), same, same, same))
-    assert fast_order("uncertain", index).tolist() == list(range(1, 33))
-    assert fast_order("class", index, class_id=1).tolist() == list(range(1, 33))
+    assert open_ranked(index, "uncertain").tolist() == list(range(1, 33))
+    assert open_ranked(index, ("confident", 1)).tolist() == list(range(1, 33))
 
 
 def test_random_finds_the_last_open_images():
@@ -64,8 +65,8 @@ def test_random_finds_the_last_open_images():
     blocked = np.ones_like(index.blocked)
     blocked[last] = False
     nearly_done = OpenIndex(index.readable, blocked, np.array([], dtype=np.int64), index.orders)
-    assert sorted(fast_order("random", nearly_done, seed=4)) == sorted(last)
-    assert fast_order("class", nearly_done, class_id=99).size == 0
+    assert sorted(open_random(nearly_done, 4)) == sorted(last)
+    assert open_ranked(nearly_done, ("confident", 99)).size == 0
 
 
 def test_bulk_labels_are_one_transaction_with_undoable_events(tmp_path):

@@ -97,7 +97,7 @@ def test_two_users_never_see_the_same_page_images(review):
         review.accept_batch("bob", sorted(a), "circle")
     assert labels(review.store) == {}
     # the one-by-one queue passes over another user's page too
-    c = review.store.candidates("classification", "bob")["ids"]
+    c = review.store.label_candidates("bob")["ids"]
     assert not set(c.tolist()) & a
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from hitl import session as session_module
-from hitl.stats import classification_stats
+from hitl.tasks.classification.stats import classification_stats
 from tests.conftest import TEST_DATA, wait_for
 
 

@@ -190,7 +190,7 @@ def test_leases_keep_images_apart_and_expire(tmp_path):
     assert store.lease_first([1, 2, 3], "ann", 60) == 1
     assert store.lease_first([1, 2, 3], "bob", 60) == 2
     assert store.lease_holder(1) == "ann"
-    assert store.candidates("classification", "bob")["ids"].tolist() == [2, 3]
+    assert store.label_candidates("bob")["ids"].tolist() == [2, 3]
     assert store.lease_first([1], "bob", 60) is None
     assert store.lease_first([3], "cat", 0.2) == 3
     time.sleep(0.3)

@@ -6,6 +6,7 @@ import pandas as pd
 
 from hitl import strategies
 from hitl.service import Caller, Service
+from hitl.tasks.segmentation.strategies import seg_of_class, seg_uncertain
 
 LOCAL = Caller("local", "admin")
 
@@ -57,8 +58,8 @@ def test_random_and_sequential():
 def test_segmentation_strategies():
     c = {"ids": np.array([1, 2, 3]), "entropy": np.array([0.2, 0.9, np.nan]),
          "fractions": np.array([[0.9, 0.1], [0.2, 0.8], None], dtype=object)}
-    assert strategies.seg_uncertain(c).tolist() == [2, 1]
-    assert strategies.seg_of_class(c, 1).tolist() == [2, 1]
+    assert seg_uncertain(c).tolist() == [2, 1]
+    assert seg_of_class(c, 1).tolist() == [2, 1]
 
 
 def predict_all(store, class_id_for):

@@ -15,7 +15,7 @@ Publish = Callable[..., None]                # publish(masks=PublishedMasks | No
 class Learner:
     """One task and one training mode; the trainer thread calls `step` and `model_state`."""
 
-    task = ""   # the registry name (hitl/tasks.py) its models are recorded under
+    task = ""   # the registered task's name (hitl/tasks/) its models are recorded under
     mode = ""   # "frozen" | "finetune"
 
     def __init__(self, settings: Settings, store: Store, report: Report, publish: Publish):

@@ -26,6 +26,7 @@ from hitl.ml import heads
 from hitl.ml.finetune import ClassifierFinetuner, Finetuner, SegFinetuner
 from hitl.settings import Settings
 from hitl.store import Store
+from hitl.tasks import get_task
 
 ROUNDS_PER_CHANGE = 4
 STEPS_PER_ROUND = 8
@@ -115,7 +116,7 @@ class _FinetuneBase(Learner):
             self._round(class_ids)
             self.cursor = 0
         self._answer_asked()
-        candidates = self.store.candidates(self.task, "")["ids"]
+        candidates = get_task(self.task).candidates(self.store, "")["ids"]
         if self.cursor < len(candidates):
             window = candidates[self.cursor:self.cursor + self.window]
             self.cursor += len(window)

@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 
 from hitl.access import Access
+from hitl.export_leftovers import remove_stale_workdirs
+from hitl.locks import ordered_lock
 from hitl.review import ReviewService
 from hitl.service.admin import Admin
 from hitl.service.guard import (
@@ -44,11 +46,12 @@ class Service(Labeling, Admin, ReviewService):
     def __init__(self, session: Session, access: Access | None = None):
         self.session = session
         self.access = access or Access.from_settings(session.settings)
-        self._reset_lock = threading.Lock()
+        self._reset_lock = ordered_lock("service.reset")
         self._last_reset = 0.0
         self._exports: list[Path] = []
         self._mask_slots = threading.BoundedSemaphore(MASK_DECODES_AT_ONCE)
         atexit.register(self._prune_exports, 0)
+        remove_stale_workdirs(EXPORT_KEEP_S)  # what a killed app left (hitl/export_leftovers.py)
 
     @property
     def store(self):

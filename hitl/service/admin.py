@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
-from pathlib import Path
 
+from hitl.export_leftovers import workdir as export_workdir
 from hitl.service.guard import (
     EXPORT_KEEP_S,
     RESET_COOLDOWN_S,
@@ -120,7 +119,7 @@ class Admin:
             raise StoreError(f"Unknown export format {one_line(fmt, 40)!r}; choose one of: "
                              + ", ".join(FORMATS) + ".")
         self._prune_exports()
-        workdir = Path(tempfile.mkdtemp(prefix="hitl-export-"))
+        workdir = export_workdir("export")  # named after this process (hitl/export_leftovers.py)
         self._exports.append(workdir)
         try:
             path = export_archive(self.store, fmt, workdir,
@@ -138,7 +137,7 @@ class Admin:
         mine = frame[frame["user"] == caller.name][["image_id", "filename", "label",
                                                      "created_at"]]
         self._prune_exports()
-        workdir = Path(tempfile.mkdtemp(prefix="hitl-mine-"))
+        workdir = export_workdir("mine")
         self._exports.append(workdir)
         path = workdir / "my-labels.csv"
         mine.to_csv(path, index=False)

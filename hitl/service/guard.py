@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hitl import mask_png
 from hitl.errors import Refused
 from hitl.store import StoreError
 
@@ -15,7 +16,8 @@ IMPORT_USER = "import"  # labels brought in by --import / python -m hitl import
 ROLES = (ADMIN, LABELER)
 RESET_COOLDOWN_S = 10.0
 EXPORT_KEEP_S = 600.0
-MASK_DECODES_AT_ONCE = 2
+MASK_DECODES_AT_ONCE = mask_png.DECODES_AT_ONCE
+PNG_SIGNATURE, MASK_PNG_MAX_BYTES = mask_png.PNG_SIGNATURE, mask_png.MAX_BYTES
 
 
 @dataclass(frozen=True)
@@ -73,32 +75,10 @@ def one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MASK_PNG_MAX_BYTES = 64 * 1024 * 1024
-
-
 def mask_from_png(data: bytes, width: int, height: int) -> np.ndarray:
-    """An 8-bit single-channel PNG -> class positions; the size is read from the PNG header
-    and compared with the image before anything is decoded (a 14000x14000 PNG is 190 KB on
-    the wire and 196 MB decoded). Only PNG: a lossy format changes class values."""
-    if not isinstance(data, (bytes, bytearray)) or len(data) > MASK_PNG_MAX_BYTES:
-        raise StoreError("The mask must be a PNG of at most 64 MB.")
-    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR" or len(data) < 33:
-        raise StoreError("The mask must be a PNG (other formats change class values).")
-    w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    bit_depth, colour_type = data[24], data[25]
-    if (w, h) != (width, height):
-        raise StoreError(f"The mask is {w}x{h} but the image is {width}x{height}.")
-    if bit_depth != 8 or colour_type not in (0, 3):  # 8-bit grey or palette
-        raise StoreError("The mask must be an 8-bit single-channel PNG (grey or palette).")
-    import io
-
-    from PIL import Image
-    try:
-        with Image.open(io.BytesIO(bytes(data)), formats=["PNG"]) as img:
-            return np.array(img, dtype=np.uint8)
-    except Exception as exc:
-        raise StoreError(f"The mask PNG cannot be read ({type(exc).__name__}).") from exc
+    """An 8-bit single-channel PNG -> class positions, through the one mask decoder
+    (hitl/mask_png.py: header and size checked before decoding, few decodes at once)."""
+    return mask_png.decode(data, (width, height))
 
 
 def require(result: dict) -> dict:

@@ -17,7 +17,7 @@ from hitl.service.guard import (
     one_line,
 )
 from hitl.store import StoreError
-from hitl.tasks import TASKS, get_task
+from hitl.tasks import TASKS, current_task, get_task
 
 
 class Labeling:
@@ -25,7 +25,8 @@ class Labeling:
 
     # ---- reading --------------------------------------------------------------------------
     def task(self) -> str:
-        return self.store.task() or "classification"
+        """The session's task; before the first label, the registry's default (hitl/tasks)."""
+        return current_task(self.store.task()).name
 
     @answer
     def view(self, caller: Caller, image_id: int | None, task: str, note: str | None = None,
@@ -57,90 +58,32 @@ class Labeling:
         has no candidate. The page prefetches several: it excludes those it holds already
         and keeps their leases."""
         user = caller.name
-        wanted = strategy
         if task not in TASKS:
             raise StoreError(f"Unknown task {one_line(task, 40)!r}.")
-        valid = TASKS[task].strategies
-        if strategy not in valid:
-            raise StoreError(f"Unknown strategy {strategy!r}; choose one of: "
-                             + ", ".join(valid) + ".")
-        index = self.store.open_index(user) if get_task(task).ranked else None
-        candidates = None if index is not None else self.store.candidates(task, user)
-        if (candidates["ids"].size == 0 if index is None else index.blocked.all()):
+        chosen = TASKS[task].strategies[strategy]
+        pool = TASKS[task].open_pool(self.store, user)
+        if pool is None:
             return self._view(None, task, strategy=strategy)
-        note = None
-        tried = []
+        pick = strategies.Pick(self.store, user, pool, class_name, seed=time.time_ns() % 2**32)
+        tried: list[str] = []
         first_problem = None
-        while strategy is not None:
-            tried.append(strategy)
-            ordered, problem = (self._mask_order(strategy, class_name, candidates)
-                                if index is None else
-                                self._fast_order(strategy, class_name, index, user))
+        while chosen is not None:
+            tried.append(chosen.name)
+            ordered = chosen.order(pick)
+            if first_problem is None:  # why the strategy asked for had nothing, if it had
+                first_problem = chosen.empty_reason(pick) if ordered.size == 0 \
+                    else strategies.TAKEN
             if len(exclude):
                 ordered = ordered[~np.isin(ordered, np.asarray(exclude, dtype=np.int64))]
             image_id = self.store.lease_first(ordered, user, self.session.settings.lease_seconds,
                                               keep_others=keep_leases) if ordered.size else None
             if image_id is not None:
-                if strategy != wanted:
-                    note = f"'{wanted}' had no candidate ({first_problem}); showing '{strategy}'."
-                return self._view(image_id, task, note=note, strategy=strategy)
-            if first_problem is None:
-                first_problem = problem or "all its candidates are taken by other labelers"
-            strategy = strategies.FALLBACK.get(strategy)
-            if strategy in tried:
-                strategy = None
+                note = None if chosen.name == strategy else \
+                    f"'{strategy}' had no candidate ({first_problem}); showing '{chosen.name}'."
+                return self._view(image_id, task, note=note, strategy=chosen.name)
+            chosen = TASKS[task].strategies.after(chosen, tried)
         return self._view(None, task, note="Every remaining image is being labeled by someone "
-                                           "else right now.", strategy=wanted)
-
-    def _mask_order(self, strategy: str, class_name: str | None,
-                    c: dict) -> tuple[np.ndarray, str | None]:
-        """Candidate ids for one strategy over mask summaries (entropy, class fractions), and
-        why it has none when it has none."""
-        if strategy == "sequential":
-            return strategies.sequential(c), None
-        if strategy == "random":
-            return strategies.random_order(c, seed=time.time_ns() % (2**32)), None
-        if strategy == "uncertain":
-            return strategies.seg_uncertain(c), "no predictions yet"
-        if strategy == "class":
-            cls = self._class(class_name)
-            position = [x.id for x in self.store.classes()].index(cls.id)
-            return strategies.seg_of_class(c, position), f"no image predicted to hold {cls.name}"
-        raise StoreError(f"Unknown strategy {strategy!r}.")
-
-    def _fast_order(self, strategy: str, class_name: str | None, index: strategies.OpenIndex,
-                    user: str) -> tuple[np.ndarray, str | None]:
-        """Candidate ids for one strategy over class predictions, from orders sorted once per
-        model, and why it has none when it has none."""
-        if strategy in ("sequential", "random"):
-            return strategies.fast_order(strategy, index, seed=time.time_ns() % (2**32)), None
-        if strategy in ("uncertain", "margin", "entropy"):
-            return strategies.fast_order(strategy, index), "no predictions yet"
-        if strategy == "minority":
-            order = [x.id for x in self.store.classes()]
-            counts = self.store.label_counts()
-            ranking = sorted(order, key=lambda cid: (counts.get(cid, 0), order.index(cid)))
-            return (strategies.fast_order(strategy, index, class_ranking=ranking),
-                    "no predicted candidate for any class")
-        if strategy == "class":
-            cls = self._class(class_name)
-            return (strategies.fast_order(strategy, index, class_id=cls.id),
-                    f"no unlabeled image predicted as {cls.name}")
-        if strategy == "last class":
-            last = self.store.last_label_class(user)
-            if last is None:
-                return np.array([], dtype=np.int64), "no label yet"
-            return (strategies.fast_order(strategy, index, class_id=last),
-                    "no unlabeled image predicted as the last class")
-        raise StoreError(f"Unknown strategy {strategy!r}.")
-
-    def _class(self, name: str | None):
-        if not name:
-            raise StoreError("Choose a class for the 'class' strategy.")
-        cls = self.store.class_by_name(str(name))
-        if cls is None:
-            raise StoreError(f"There is no class named {one_line(name, 80)!r}.")
-        return cls
+                                           "else right now.", strategy=strategy)
 
     @answer
     def open_image(self, caller: Caller, image_id: int, task: str) -> dict:
@@ -206,7 +149,7 @@ class Labeling:
     @answer
     def stats(self, caller: Caller, live_window: int = 50) -> dict:
         """Counts, model version, training state and validation numbers."""
-        return get_task(self.task()).stats_of(self.session, int(live_window))
+        return get_task(self.task()).stats(self.session, int(live_window))
 
     @answer
     def predictions(self, caller: Caller, limit: int = 100) -> dict:
@@ -288,13 +231,12 @@ class Labeling:
         one transaction where the strategy's order does not depend on the label just made."""
         user = caller.name
         cls = self._label_class(caller, image_id, label, revision)
-        task = get_task("classification")
-        if strategy not in task.strategies:
-            raise StoreError(f"Unknown strategy {strategy!r}; choose one of: "
-                             + ", ".join(task.strategies) + ".")
-        ordered = np.array([], dtype=np.int64)
-        if strategy not in ("minority", "last class"):  # these change with the label itself
-            ordered, _ = self._fast_order(strategy, class_name, self.store.open_index(user), user)
+        chosen = get_task("classification").strategies[strategy]
+        ordered = strategies.EMPTY
+        if not chosen.follows_labels:  # else its order changes with the label itself
+            pick = strategies.Pick(self.store, user, self.store.open_index(user), class_name,
+                                   seed=time.time_ns() % 2**32)
+            ordered = chosen.order(pick)
             ordered = ordered[ordered != int(image_id)]
         leased = self.store.set_label(int(image_id), cls.id, user, **self._shown(image_id),
                                       then_lease=ordered,

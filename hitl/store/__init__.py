@@ -4,6 +4,27 @@ One DuckDB file per session. DuckDB allows one read-write process per file, so t
 process owns it and the trainer is a thread: reads go through a cursor per thread and run
 concurrently; writes are serialised by one lock, so two writers never conflict. A write that
 returned has been committed, and DuckDB's write-ahead log makes it survive a killed process.
+
+Two parts, each the one owner of its state:
+- the SQL part (the mixins below, one module per part, and schema.py): database access only;
+- the in-memory index (index.py): image rows, predictions and their orders, the open flags,
+  settings, classes, the latest model and small per-revision counts, each loaded by the one
+  helper `Cached` (version read -> load under the index lock -> install if the version held).
+  Writers mark copies out of date after their transaction ends (`_write(..., moves=...)`),
+  then move the change feed (feed.py), which the trainer waits on.
+
+Lock order (hitl/locks.py RANKS; a thread takes locks only in this order, outermost first;
+with HITL_LOCK_CHECK=1, as in the tests, an inversion raises LockOrderError):
+  1. Service._reset_lock     one reset of the session at a time
+  2. Session._reset_lock     closes the store and opens a fresh one
+  3. StoreBase._write_lock   one transaction at a time; the open flags agree with the
+                             database while it is held
+  4. Index.lock              loads of in-memory copies: database reads only, never a write
+  5. LeaseBook._lock         the reservations dict; calls nothing
+  6. Trainer._lock           the trainer's status fields; calls nothing
+  7. ChangeFeed's lock       counters only; a waiter reads the store after it let go
+No lock is held while calling into code that may take an earlier one: the trainer waits on
+the feed, then reads what it wants; a load under the index lock reads but never writes.
 """
 from __future__ import annotations
 

@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 
+from hitl.errors import Unavailable
+from hitl.locks import ordered_lock
 from hitl.store.common import (
     StoreError,
 )
+from hitl.store.feed import ChangeFeed
+from hitl.store.index import Index
 from hitl.store.lease_book import LeaseBook
 from hitl.store.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -27,33 +30,38 @@ class StoreBase:
         self.val_every = val_every
         self._con = duckdb.connect(str(self.path))
         self._local = threading.local()
-        self._write_lock = threading.RLock()
+        self._write_lock = ordered_lock("store.write", reentrant=True)
         self._closed = False
-        self.changed = threading.Condition()
-        # next_image runs on every key press: keep the two big arrays it needs in memory
-        self._images_cache: dict[str, np.ndarray] | None = None  # see Images._catalogue
-        self._pred_cache: dict[str, np.ndarray] | None = None
-        self._orders: tuple[dict, dict] | None = None       # (pred cache, its score orders)
-        self._blocked: tuple[int, np.ndarray, np.ndarray] | None = None  # see open_index
-        # read on every key press, changed only through this store: kept in memory, loaded
-        # again after a write (see _cached)
-        self._settings_cache: dict[str, str] | None = None
-        self._classes_cache: list | None = None
-        self._latest_model_cache: dict | None = None
-        self._memo: dict = {}  # small answers kept until the next change (_per_revision)
-        self.lease_book = LeaseBook()  # reservations, in memory (hitl/store/lease_book.py)
         self._migrate()
-        self.revision = self._one("SELECT coalesce(max(id), 0) FROM events")
+        # writers move the feed after they commit; the trainer waits on it (hitl/store/feed.py)
+        self.feed = ChangeFeed(self._one("SELECT coalesce(max(id), 0) FROM events"))
         # bumped by every class change; pages send it back with each action (see hitl/seen.py)
         self.class_revision = self._one(
             "SELECT count(*) FROM events WHERE action LIKE 'class\\_%' ESCAPE '\\'")
+        # what a key press reads, in memory (hitl/store/index.py)
+        self.index = Index(lambda: self.feed.revision)
+        self._settings = self.index.cached(
+            lambda: dict(self._rows("SELECT key, value FROM settings")), "settings")
+        self._classes = self.index.cached(self._read_classes, "classes")
+        self._catalogue_copy = self.index.cached(self._read_catalogue, "images")
+        self._predictions_copy = self.index.cached(self._read_predictions, "predictions")
+        self._orders_copy = self.index.cached(self._read_score_orders, "predictions")
+        self._latest_model = self.index.cached(self._read_latest_model, "models")
+        self._blocked = self.index.cached(self._read_blocked_flags, "images", revision=True)
+        self.lease_book = LeaseBook()  # reservations, in memory (hitl/store/lease_book.py)
+
+    @property
+    def revision(self) -> int:
+        """The session's revision: moves after every write of labels, masks, skips, classes
+        or the task (the change feed's `labels` counter)."""
+        return self.feed.revision
 
     # ---- plumbing -------------------------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:
+        if self._closed:  # a request that began before a reset closed this store
+            raise Unavailable("The session is being reset or closed; try again in a moment.")
         cur = getattr(self._local, "cursor", None)
         if cur is None:
-            if self._closed:
-                raise StoreError("The session database is closed.")
             cur = self._con.cursor()
             self._local.cursor = cur
         return cur
@@ -65,36 +73,40 @@ class StoreBase:
         row = self._cursor().execute(sql, params).fetchone()
         return None if row is None else row[0]
 
-    def _write(self, fn, *args, **kwargs):
-        """Run fn(cursor, ...) in one transaction under the write lock; bump the revision."""
+    def _write(self, fn, *args, moves: Sequence[str] = (), **kwargs):
+        """Run fn(cursor, ...) in one transaction under the write lock. `moves`: the in-memory
+        copies (hitl/store/index.py) the write may change, marked out of date once the
+        transaction ended, committed or not."""
         with self._write_lock:
-            cur = self._cursor()
-            cur.execute("BEGIN TRANSACTION")
             try:
-                result = fn(cur, *args, **kwargs)
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            return result
+                cur = self._cursor()
+                cur.execute("BEGIN TRANSACTION")
+                try:
+                    result = fn(cur, *args, **kwargs)
+                    cur.execute("COMMIT")
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+                return result
+            finally:
+                self.index.moved(*moves)
 
     def _change(self, fn, *args, done: Sequence[int] | None = None, classes: bool = False,
-                **kwargs):
+                moves: Sequence[str] = (), **kwargs):
         """A write that changes labels, masks, skips or classes. The revision moves before the
         write lock is let go, so whoever takes the lock next sees the database and the
-        revision agree: lease_first picks open images from flags cached by revision. `done`:
+        revision agree: lease_first picks open images from flags kept by revision. `done`:
         images the write only closed (labeled, masked, skipped), marked in those flags at once
         and their leases ended."""
         with self._write_lock:
             before = self.revision
             try:
-                result = self._write(fn, *args, **kwargs)
+                moves = (*moves, "classes") if classes else moves
+                result = self._write(fn, *args, moves=moves, **kwargs)
             finally:
-                if classes:
-                    self._classes_cache = None
+                self.feed.publish("labels")
             if classes:
                 self.class_revision += 1
-            self._touch()
             if done is not None:
                 self._advance_blocked(before, done)
                 self.lease_book.drop(done)
@@ -102,41 +114,18 @@ class StoreBase:
 
     def _per_revision(self, key, load):
         """A small answer (label counts, someone's last class) kept until the next change."""
-        revision = self.revision
-        hit = self._memo.get(key)
-        if hit is not None and hit[0] == revision:
-            return hit[1]
-        value = load()
-        if len(self._memo) > 1024:
-            self._memo.clear()
-        self._memo[key] = (revision, value)
-        return value
+        return self.index.per_revision(key, load)
 
-    def _cached(self, name: str, load):
-        """An in-memory copy of a small table only this store writes. A miss loads it under
-        the write lock, so it never reads inside a write, and every write drops the copy after
-        its commit: a copy is never older than the last write."""
-        value = getattr(self, name)
-        if value is None:
-            with self._write_lock:
-                value = getattr(self, name)
-                if value is None:
-                    value = load()
-                    setattr(self, name, value)
-        return value
-
-    def _touch(self) -> None:
-        with self.changed:
-            self.revision += 1
-            self.changed.notify_all()
-
-    def close(self) -> None:
+    def close(self, grace: float = 0.0) -> None:
         """Close the file; a read still running on another thread's cursor (a page's timer
-        during a reset) makes DuckDB refuse, so wait for it briefly instead of failing."""
+        during a reset) makes DuckDB refuse, so wait for it briefly instead of failing.
+        `grace`: seconds between refusing new reads (503, Unavailable) and closing, so reads
+        that began before can still fetch their rows (a reset while pages tick)."""
         with self._write_lock:
             if self._closed:
                 return
             self._closed = True
+            time.sleep(grace)
             deadline = time.monotonic() + 5.0
             while True:
                 try:
@@ -169,17 +158,13 @@ class StoreBase:
 
     # ---- settings ------------------------------------------------------------------------
     def get_setting(self, key: str, default: str | None = None) -> str | None:
-        settings = self._cached("_settings_cache",
-                                lambda: dict(self._rows("SELECT key, value FROM settings")))
-        value = settings.get(key)
+        value = self._settings.get().get(key)
         return default if value is None else value
 
     def set_setting(self, key: str, value: str) -> None:
-        try:
-            self._write(lambda cur: cur.execute(
-                "INSERT OR REPLACE INTO settings VALUES (?, ?)", [key, value]))
-        finally:
-            self._settings_cache = None
+        self._write(lambda cur: cur.execute(
+            "INSERT OR REPLACE INTO settings VALUES (?, ?)", [key, value]), moves=("settings",))
+        self.feed.publish("settings")
 
     def task(self) -> str | None:
         return self.get_setting("task")
@@ -197,7 +182,6 @@ class StoreBase:
             self._event(cur, user, "task", detail={"task": task})
             return task
         try:
-            return self._write(lock)
+            return self._write(lock, moves=("settings",))
         finally:
-            self._settings_cache = None
-
+            self.feed.publish("settings")

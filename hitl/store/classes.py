@@ -24,8 +24,11 @@ class Classes:
     # ---- classes -------------------------------------------------------------------------
     def classes(self) -> list[ClassRow]:
         """In order; read on every key press, so kept in memory between class changes."""
-        return list(self._cached("_classes_cache", lambda: [ClassRow(*r) for r in self._rows(
-            f"SELECT {CLASS_COLUMNS} FROM classes ORDER BY position, id")]))
+        return list(self._classes.get())
+
+    def _read_classes(self) -> list[ClassRow]:
+        return [ClassRow(*r) for r in self._rows(
+            f"SELECT {CLASS_COLUMNS} FROM classes ORDER BY position, id")]
 
     def mask_values(self) -> imaging.MaskValues:
         """The table between stored mask values, class positions and export indices."""
@@ -106,7 +109,5 @@ class Classes:
             self._event(cur, user, "class_remove", class_id=class_id,
                         detail={"name": row[0], "labels": len(labels), "masks": touched})
             return {"labels": len(labels), "masks": touched}
-        result = self._change(remove, classes=True)
-        self._pred_cache = None
-        return result
+        return self._change(remove, classes=True, moves=("predictions",))
 

@@ -42,32 +42,33 @@ class Images:
             """)
             cur.unregister("new_images")
             return cur.execute("SELECT count(*) FROM images").fetchone()[0] - before
-        added = self._write(insert)
-        self._images_cache = None
+        added = self._write(insert, moves=("images",))
+        self.feed.publish("images")
         return added
 
     def mark_unreadable(self, image_id: int, error: str) -> None:
         self._write(lambda cur: cur.execute(
-            "UPDATE images SET readable = false, error = ? WHERE id = ?", [error, image_id]))
-        self._images_cache = None
+            "UPDATE images SET readable = false, error = ? WHERE id = ?", [error, image_id]),
+            moves=("images",))
+        self.feed.publish("images")
 
     def _catalogue(self) -> dict[str, np.ndarray]:
         """Every image row as columns, sorted by id, read once and again only after images are
         added or found unreadable: a key press reads one row, and a DuckDB point query costs
         more than the rest of the key press (about 20 MB for 100,000 images)."""
-        cat = self._images_cache
-        if cat is None:
-            res = self._cursor().execute(
-                "SELECT id, path, filename, width, height, readable, error, split FROM images "
-                "ORDER BY id").fetchnumpy()
-            cat = {"id": np.asarray(res["id"], dtype=np.int64)}
-            for name in ("width", "height"):
-                cat[name] = np.ma.filled(np.ma.asarray(res[name]).astype(np.int64), -1)
-            cat["readable"] = np.ma.filled(np.ma.asarray(res["readable"]), False).astype(bool)
-            for name in ("path", "filename", "error", "split"):
-                cat[name] = np.asarray(res[name], dtype=object)
-            cat["readable_ids"] = cat["id"][cat["readable"]]
-            self._images_cache = cat
+        return self._catalogue_copy.get()
+
+    def _read_catalogue(self) -> dict[str, np.ndarray]:
+        res = self._cursor().execute(
+            "SELECT id, path, filename, width, height, readable, error, split FROM images "
+            "ORDER BY id").fetchnumpy()
+        cat = {"id": np.asarray(res["id"], dtype=np.int64)}
+        for name in ("width", "height"):
+            cat[name] = np.ma.filled(np.ma.asarray(res[name]).astype(np.int64), -1)
+        cat["readable"] = np.ma.filled(np.ma.asarray(res["readable"]), False).astype(bool)
+        for name in ("path", "filename", "error", "split"):
+            cat[name] = np.asarray(res[name], dtype=object)
+        cat["readable_ids"] = cat["id"][cat["readable"]]
         return cat
 
     def image(self, image_id: int) -> ImageRow | None:

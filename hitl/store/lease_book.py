@@ -14,11 +14,12 @@ gives its images back within that window, not after the full term.
 """
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterable
 
 import numpy as np
+
+from hitl.locks import ordered_lock
 
 RENEWED_SECONDS = 90.0  # a renewed lease's life from its last renewal (background tabs tick
                         # once a minute at worst)
@@ -28,7 +29,7 @@ class LeaseBook:
     """image id -> (user, expiry on the monotonic clock), safe to share between threads."""
 
     def __init__(self, renewed_seconds: float = RENEWED_SECONDS) -> None:
-        self._lock = threading.Lock()
+        self._lock = ordered_lock("lease_book")
         self._held: dict[int, tuple[str, float]] = {}
         self.renewed_seconds = float(renewed_seconds)
 

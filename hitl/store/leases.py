@@ -7,7 +7,6 @@ import numpy as np
 
 from hitl import strategies
 from hitl.store.common import find_sorted, float_array
-from hitl.tasks import get_task
 
 
 class Leases:
@@ -63,11 +62,6 @@ class Leases:
         return self.lease_book.holder(image_id)
 
     # ---- candidates for the next image ----------------------------------------------------
-    def candidates(self, task: str, user: str) -> dict[str, np.ndarray]:
-        """Unlabeled, unskipped, readable images nobody else leases, with their predictions
-        (the task's registry entry names which of the two methods below lists them)."""
-        return getattr(self, get_task(task).candidates)(user)
-
     def mask_candidates(self, user: str) -> dict[str, np.ndarray]:
         """Images without a mask, with their segmentation summaries (entropy, fractions)."""
         res = self._cursor().execute(
@@ -89,7 +83,7 @@ class Leases:
         ids = self.readable_image_ids()
         if len(excluded):
             ids = ids[~np.isin(ids, excluded)]
-        preds = self._predictions_cache()
+        preds = self._predictions_copy.get()
         known = preds["image_id"]
         pos, found = find_sorted(known, ids)
 
@@ -101,21 +95,17 @@ class Leases:
         return {"ids": ids, "class_id": column("class_id"), "probability": column("probability"),
                 "margin": column("margin"), "entropy": column("entropy")}
 
-    def _predictions_cache(self) -> dict[str, np.ndarray]:
-        cache = self._pred_cache
-        if cache is None:
-            res = self._cursor().execute(
-                "SELECT image_id, class_id, probability, margin, entropy, model_version "
-                "FROM predictions "
-                "ORDER BY image_id").fetchnumpy()
-            cache = {"image_id": np.asarray(res["image_id"], dtype=np.int64)}
-            for name in ("class_id", "probability", "margin", "entropy"):
-                cache[name] = np.asarray(res[name], dtype=np.float64)
-            cache["model_version"] = np.asarray(res["model_version"], dtype=np.int64)
-            self._pred_cache = cache
+    def _read_predictions(self) -> dict[str, np.ndarray]:
+        res = self._cursor().execute(
+            "SELECT image_id, class_id, probability, margin, entropy, model_version "
+            "FROM predictions ORDER BY image_id").fetchnumpy()
+        cache = {"image_id": np.asarray(res["image_id"], dtype=np.int64)}
+        for name in ("class_id", "probability", "margin", "entropy"):
+            cache[name] = np.asarray(res[name], dtype=np.float64)
+        cache["model_version"] = np.asarray(res["model_version"], dtype=np.int64)
         return cache
 
-    # ---- the fast next-image path (hitl.strategies.fast_order) --------------------------------
+    # ---- the fast next-image path (hitl.strategies.OpenIndex) ----------------------------------
     def open_index(self, user: str) -> strategies.OpenIndex:
         """Sorted orders and taken flags for a classification next image, reused across key
         presses: the flags are rebuilt once per change of labels (revision), the orders once
@@ -124,21 +114,20 @@ class Leases:
                                     self.lease_book.held_by_others(user), self._score_orders())
 
     def _score_orders(self) -> dict:
-        preds = self._predictions_cache()
-        cached = self._orders
-        if cached is None or cached[0] is not preds:
-            cached = (preds, strategies.score_orders(
-                preds["image_id"], preds["class_id"], preds["probability"], preds["margin"],
-                preds["entropy"]))
-            self._orders = cached
-        return cached[1]
+        return self._orders_copy.get()
+
+    def _read_score_orders(self) -> dict:
+        preds = self._predictions_copy.get()
+        return strategies.score_orders(preds["image_id"], preds["class_id"],
+                                       preds["probability"], preds["margin"], preds["entropy"])
 
     def _blocked_flags(self) -> np.ndarray:
-        """A flag by image id: unreadable, or labeled, masked or skipped by anyone."""
-        revision, readable = self.revision, self.readable_image_ids()  # revision first: a
-        cached = self._blocked  # write during the rebuild then only makes the next one redo
-        if cached is not None and cached[0] == revision and cached[1] is readable:
-            return cached[2]
+        """A flag by image id: unreadable, or labeled, masked or skipped by anyone (kept by
+        revision and image rows)."""
+        return self._blocked.get()
+
+    def _read_blocked_flags(self) -> np.ndarray:
+        readable = self.readable_image_ids()
         done = self._cursor().execute(
             "SELECT image_id FROM labels UNION ALL SELECT image_id FROM skips UNION ALL "
             "SELECT image_id FROM masks").fetchnumpy()["image_id"]
@@ -147,19 +136,19 @@ class Leases:
         blocked = np.ones(size, dtype=bool)
         blocked[readable] = False
         blocked[done[done < size]] = True
-        self._blocked = (revision, readable, blocked)
         return blocked
 
     def _advance_blocked(self, before: int, done: Iterable[int] | None) -> None:
         """After a write that only closed images (labeled, masked, skipped), mark them in the
         cached flags instead of reading every label again (save + next does this each time)."""
-        cached = self._blocked
-        if done is None or cached is None or cached[0] != before:
+        if done is None:
             return
-        flags = cached[2]
         ids = np.asarray(list(done), dtype=np.int64)
-        flags[ids[(ids >= 0) & (ids < flags.size)]] = True
-        self._blocked = (self.revision, cached[1], flags)
+
+        def close(flags: np.ndarray) -> None:
+            flags[ids[(ids >= 0) & (ids < flags.size)]] = True
+        images = self.index.stamp("images")
+        self._blocked.advance((before, images), (self.revision, images), close)
 
     def label_counts(self) -> dict[int, int]:
         """Labels per class id, classes with no label included as 0 (once per revision)."""

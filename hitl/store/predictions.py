@@ -25,14 +25,11 @@ class Predictions:
     def record_model(self, version: int, task: str, backbone: str, mode: str, n_labels: int,
                      val_accuracy: float | None = None, val_miou: float | None = None,
                      metrics: dict | None = None) -> None:
-        try:
-            self._write(lambda cur: cur.execute(
-                "INSERT OR REPLACE INTO models (version, task, backbone, mode, created_at, "
-                "n_labels, val_accuracy, val_miou, metrics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [version, task, backbone, mode, current_time(), n_labels, val_accuracy,
-                 val_miou, json.dumps(metrics or {})]))
-        finally:
-            self._latest_model_cache = None
+        self._write(lambda cur: cur.execute(
+            "INSERT OR REPLACE INTO models (version, task, backbone, mode, created_at, "
+            "n_labels, val_accuracy, val_miou, metrics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [version, task, backbone, mode, current_time(), n_labels, val_accuracy,
+             val_miou, json.dumps(metrics or {})]), moves=("models",))
 
     def models(self) -> pd.DataFrame:
         return self._cursor().execute(
@@ -41,7 +38,7 @@ class Predictions:
 
     def latest_model(self) -> dict | None:
         """The newest model's row (every stats tick asks; kept until the next record_model)."""
-        return self._cached("_latest_model_cache", self._read_latest_model) or None
+        return self._latest_model.get() or None
 
     def _read_latest_model(self) -> dict:
         rows = self._cursor().execute(
@@ -55,7 +52,8 @@ class Predictions:
         model["metrics"] = json.loads(model["metrics"] or "{}")
         return model
 
-    def _publish(self, table: str, frame: pd.DataFrame, columns: str, replace_all: bool) -> None:
+    def _publish(self, table: str, frame: pd.DataFrame, columns: str, replace_all: bool,
+                 moves: tuple[str, ...] = ()) -> None:
         """Replace a prediction table's rows (all, or only the frame's images) in one
         transaction, so readers see either the old or the new predictions."""
         def write(cur):
@@ -67,16 +65,15 @@ class Predictions:
                             "(SELECT image_id FROM new_rows)")
             cur.execute(f"INSERT INTO {table} SELECT {columns} FROM new_rows")
             cur.unregister("new_rows")
-        self._write(write)
+        self._write(write, moves=moves)
+        self.feed.publish("predictions")
 
     def write_predictions(self, frame: pd.DataFrame, replace_all: bool = True) -> None:
         """Publish class predictions (image_id, model_version, class_id, probability, margin,
         entropy); with replace_all=False only the given images are replaced."""
         self._publish("predictions", frame, "image_id, model_version, class_id, probability, "
-                      "margin, entropy", replace_all)
-        self._pred_cache = None
-        self._predictions_cache()  # rebuilt here, in the writer's thread, not on a key press
-        self._score_orders()
+                      "margin, entropy", replace_all, moves=("predictions",))
+        self._score_orders()  # loaded here, in the writer's thread, not on a key press
 
     def write_seg_predictions(self, frame: pd.DataFrame, replace_all: bool = True) -> None:
         """Publish per-image segmentation summaries (image_id, model_version, entropy,
@@ -87,7 +84,7 @@ class Predictions:
     def prediction(self, image_id: int) -> tuple[int, float, int] | None:
         """(class id, probability, model version) of one image's current prediction, from the
         in-memory copy (the table has no index: a lookup there scans every prediction)."""
-        cache = self._predictions_cache()
+        cache = self._predictions_copy.get()
         i, found = find_sorted(cache["image_id"], int(image_id))
         if not found:
             return None
@@ -98,7 +95,7 @@ class Predictions:
         """Current class predictions by image id (the first `limit`), from the in-memory copies:
         the API asks this often, and the equivalent join over every prediction made DuckDB
         allocate (and the process keep) megabytes per call at 100,000 images."""
-        cache, cat = self._predictions_cache(), self._catalogue()
+        cache, cat = self._predictions_copy.get(), self._catalogue()
         names = {c.id: c.name for c in self.classes()}
         ids = cache["image_id"]
         pos, keep = find_sorted(cat["id"], ids)
@@ -114,8 +111,8 @@ class Predictions:
         def clear(cur):
             cur.execute("DELETE FROM predictions")
             cur.execute("DELETE FROM seg_predictions")
-        self._write(clear)
-        self._pred_cache = None
+        self._write(clear, moves=("predictions",))
+        self.feed.publish("predictions")
 
     # ---- stats ---------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:

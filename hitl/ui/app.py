@@ -1,6 +1,7 @@
 """The whole page: tabs, timers, the keyboard script, the API; and how it is launched."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import gradio as gr
@@ -10,6 +11,8 @@ from starlette.routing import Mount
 from hitl import api
 from hitl.access import BROWSER_ID_JS, Access
 from hitl.auth import Authenticator
+from hitl.bounded import BodyLimit
+from hitl.logins import FollowLogins
 from hitl.raw_calls import ForgetRawCalls
 from hitl.rest import PREFIX as REST_PREFIX
 from hitl.rest import gradio_cookie_user
@@ -18,9 +21,11 @@ from hitl.service import Service
 from hitl.session import Session
 from hitl.settings import Settings
 from hitl.starting import open_port
-from hitl.throttle import LoginThrottle
+from hitl.tasks import get_task
+from hitl.throttle import ClientAddress, LoginThrottle
 from hitl.tokens import TokenChecker
-from hitl.ui import classes, classification, review, segmentation, session_tab
+from hitl.ui import classes, review, session_tab
+from hitl.ui.page_values import quiet_refused_values
 
 KEYS_JS = (Path(__file__).with_name("keys.js")).read_text()
 HEAD = f"<script>{BROWSER_ID_JS}</script><script>{KEYS_JS}</script>"
@@ -58,9 +63,9 @@ def build_app(session: Session, access: Access | None = None,
                              elem_id="banner")
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Classification", id="classification") as cls_tab:
-                cls = classification.build(service)
+                cls = get_task("classification").board(service)
             with gr.Tab("Segmentation", id="segmentation") as seg_tab:
-                seg = segmentation.build(service)
+                seg = get_task("segmentation").board(service)
             with gr.Tab("Classes", id="classes") as classes_tab:
                 cm = classes.build(service)
             review.add_tab(service)
@@ -109,6 +114,7 @@ def build_app(session: Session, access: Access | None = None,
             """A labeler who closes the page frees the image they were shown."""
             service.leave(service.caller_of(request))
         demo.unload(leave)
+    quiet_refused_values(demo)  # out-of-range page values: one log line, no traceback
     return demo
 
 
@@ -120,13 +126,17 @@ def launch(demo: gr.Blocks, session: Session, auth=None, tokens: TokenChecker | 
     settings = session.settings
     if auth is None:
         auth = Authenticator.from_settings(settings) or None
+    follow = [Middleware(FollowLogins, auth=auth, blocks=demo)] \
+        if isinstance(auth, Authenticator) else []  # auth file changes (hitl/logins.py)
     if isinstance(auth, Authenticator):
         auth = auth.check
     if server is None:
         server = open_port(session, getattr(demo, "hitl_service", None), auth, tokens, rest)
     demo.queue(default_concurrency_limit=8)
     app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
-    app_kwargs["middleware"] = [Middleware(ForgetRawCalls, blocks=demo), Middleware(LoginThrottle),
+    address = ClientAddress(settings.forwarded_allow_ips, on_space=bool(os.environ.get("SPACE_ID")))
+    app_kwargs["middleware"] = [Middleware(BodyLimit), Middleware(ForgetRawCalls, blocks=demo),
+                                Middleware(LoginThrottle, address=address), *follow,
                                 *(app_kwargs.get("middleware") or [])]
     if server.rest_api is not None:
         server.rest_api.state.gate.cookie_user = gradio_cookie_user(demo)

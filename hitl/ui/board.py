@@ -80,6 +80,8 @@ def server_function(service: Service, name: str):
                 return {"ok": True, **fn(data if isinstance(data, dict) else {}, caller)}
             except (StoreError, ValueError, TypeError) as exc:
                 return {"ok": False, "error": one_line(str(exc))}
+            except OverflowError:  # an id past int64 (the database's BIGINT)
+                return {"ok": False, "error": "A number the page sent is out of range."}
         run.__name__ = name
         return run
     return wrap

@@ -4,8 +4,9 @@ from __future__ import annotations
 import gradio as gr
 
 from hitl.service import Service, require
-from hitl.stats import classification_stats, learning_curve
-from hitl.strategies import CLASSIFICATION_STRATEGIES
+from hitl.stats import learning_curve
+from hitl.tasks.classification.stats import classification_stats
+from hitl.tasks.classification.strategies import STRATEGIES
 from hitl.ui import board
 from hitl.ui.common import data_url, display_image
 from hitl.ui.titles import Titles
@@ -24,7 +25,7 @@ CSS = board.CSS + """
 """
 TEMPLATE = f"""
 <div class="hb">
-  {board.opening("cls", CLASSIFICATION_STRATEGIES)}
+  {board.opening("cls", STRATEGIES.names)}
     <div class="hb-frame"><img id="cls-image" alt="" style="visibility:hidden"></div>
     <div id="cls-note" class="hb-note"></div>
     <div id="cls-buttons" class="hb-buttons"></div>

@@ -18,11 +18,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from hitl import mask_png
 from hitl.imaging import ImageError, load_image
 from hitl.service import Service, require
-from hitl.stats import learning_curve, segmentation_stats
+from hitl.stats import learning_curve
 from hitl.store import StoreError
-from hitl.strategies import SEGMENTATION_STRATEGIES
+from hitl.tasks.segmentation.stats import segmentation_stats
+from hitl.tasks.segmentation.strategies import STRATEGIES
 from hitl.ui import board
 from hitl.ui.classification import catalog_line, held_out, trainer_line
 from hitl.ui.common import data_url, display_image
@@ -30,7 +32,7 @@ from hitl.ui.titles import Titles
 
 TASK = "segmentation"
 KEEP = 255  # in an edit from the page: a pixel the labeler did not touch
-MAX_EDIT_BYTES = 20_000_000
+MAX_EDIT_BYTES = 16 * 1024 * 1024  # encoded; an edit is mostly KEEP and compresses well
 MASK_SIDE = 4096  # the page paints masks at the image's size up to this long side
 LOSSLESS_PIXELS = 512 * 512  # pictures up to this size go to the page as PNG
 KEYS = [("1…9, 0", "brush class"), ("D / E", "brush / eraser"), ("L", "fill a closed region"),
@@ -69,7 +71,7 @@ CSS = board.CSS + """
 HELP = "".join(f"<tr><td><kbd>{k}</kbd></td><td>{what}</td></tr>" for k, what in KEYS)
 TEMPLATE = f"""
 <div class="hb">
-  {board.opening("seg", SEGMENTATION_STRATEGIES)}
+  {board.opening("seg", STRATEGIES.names)}
     <div id="seg-classes" class="hb-buttons"></div>
     <div class="hb-tools">
       <span id="seg-tools" class="hb-buttons"></span>
@@ -110,8 +112,7 @@ TEMPLATE = f"""
 
 def mask_size(width: int, height: int) -> tuple[int, int]:
     """The size the page paints an image's mask at: its own, up to MASK_SIDE on the long side."""
-    scale = min(1.0, MASK_SIDE / max(width, height, 1))
-    return max(1, round(width * scale)), max(1, round(height * scale))
+    return mask_png.display_size(width, height, MASK_SIDE)
 
 
 def picture_url(img: Image.Image | None, quality: int = 85) -> str | None:
@@ -134,24 +135,19 @@ def positions_url(positions: np.ndarray | None, size: tuple[int, int]) -> str | 
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def decode_edit(url: str) -> np.ndarray:
-    """The page's edit (grey PNG data URL: a position, or KEEP) as a uint8 array."""
-    if not isinstance(url, str) or not url.startswith("data:image/png;base64,"):
-        raise StoreError("The page sent no mask: reload the page and paint again.")
-    data = url.split(",", 1)[1]
-    if len(data) > MAX_EDIT_BYTES:
-        raise StoreError("The mask sent is too large.")
-    try:
-        with Image.open(io.BytesIO(base64.b64decode(data, validate=True))) as img:
-            img.load()
-            return np.asarray(img.convert("RGB"))[:, :, 0].copy()
-    except Exception as exc:  # noqa: BLE001 - any undecodable upload gets the same answer
-        raise StoreError(f"The mask sent is not a PNG ({type(exc).__name__}).") from exc
+def decode_edit(url: str, width: int, height: int) -> np.ndarray:
+    """The page's edit of a width x height image (a PNG data URL at mask size: a position,
+    or KEEP, in its red channel) as a uint8 array; its size is checked before decoding
+    (hitl/mask_png.py)."""
+    expected = mask_size(width, height)
+    return mask_png.decode(mask_png.from_data_url(url, MAX_EDIT_BYTES), expected,
+                           mask_png.ANY_COLOUR, slack=1, max_bytes=MAX_EDIT_BYTES)
 
 
 def apply_edit(stored: np.ndarray | None, edit: np.ndarray, width: int,
                height: int) -> np.ndarray:
-    """The stored mask (or none) with the touched pixels of an edit made at display size."""
+    """The stored mask (or none) with the touched pixels of an edit made at mask size (the
+    image's own below MASK_SIDE: then the resize changes nothing)."""
     full = np.asarray(Image.fromarray(edit, "L").resize((width, height), Image.NEAREST))
     out = np.zeros((height, width), np.uint8) if stored is None else np.array(stored, np.uint8)
     touched = full != KEEP
@@ -189,8 +185,8 @@ def build(service: Service) -> dict:
         row = session.store.image(image_id)
         if row is None:
             raise StoreError(f"There is no image with id {image_id}.")
-        edit = decode_edit(data.get("edit"))
-        stored = require(service.mask_positions(caller, image_id))["positions"]
+        stored = require(service.mask_positions(caller, image_id))["positions"]  # role first
+        edit = decode_edit(data.get("edit"), row.width, row.height)
         positions = apply_edit(stored, edit, row.width, row.height)
         if not positions.any():
             raise StoreError(f"Nothing is painted on image {image_id}: nothing saved "
