@@ -98,3 +98,27 @@ def test_the_beacon_route_frees_only_the_callers_images(app_factory):
     assert r.status_code == 200, r.text
     assert store.lease_book.held_by(ann.name) == []
     assert store.lease_book.held_by(bob.name) == [bobs]
+
+
+def test_end_of_queue_says_reserved_with_when_then_done(session_factory):
+    """With the last images reserved by another labeler the board hears 'reserved' and when
+    the first frees, not 'someone else is labeling'; once all are labeled, 'done'."""
+    from hitl.service import Caller, Service
+    from hitl.ui.board_state import empty_state, progress
+    session = session_factory(task="classification", demo_count=4, train=False)
+    svc = Service(session)
+    ann = Caller("ann", "labeler")
+    taken = []
+    for _ in range(4):
+        taken.append(svc.next_image(ann, "classification", "sequential", exclude=taken,
+                                    keep_leases=True)["image_id"])
+    state, text = empty_state(session, "classification", "bob", [])
+    assert state == "reserved" and "4 image(s) left are reserved" in text, text
+    assert "frees in about 10 min" in text, text
+    for image_id in taken:
+        assert svc.annotate(ann, image_id, "circle")["ok"]
+    state, text = empty_state(session, "classification", "bob", [])
+    assert state == "done" and "All 4 images are labeled" in text, text
+    p = progress(session, "classification", "ann")
+    assert (p["labeled"], p["total"], p["left"], p["mine_today"]) == (4, 4, 0, 4)
+    assert progress(session, "classification", "bob")["mine_today"] == 0
