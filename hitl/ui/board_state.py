@@ -28,10 +28,11 @@ def empty_state(session: Session, task: str, user: str, held: list[int]) -> tupl
     'held'."""
     p = progress(session, task, user)
     if p["left"] == 0:
-        skipped = (f" ({p['skipped']} skipped: open them by id, or undo the skip)"
-                   if p["skipped"] else "")
-        return "done", (f"All {p['total']} images are labeled{skipped}. Export them on the "
-                        "Session tab, or add images (app.py --images) to go on.")
+        what = (f"All {p['total']} images are labeled" if not p["skipped"] else
+                f"Nothing left to label: {p['labeled']} of {p['total']} labeled, "
+                f"{p['skipped']} skipped (open a skipped one by id to label it)")
+        return "done", (f"{what}. Export them on the Session tab, or add images "
+                        "(app.py --images) to go on.")
     store = session.store
     others = [(i, s) for i, s in store.lease_book.others_left(user) if store.is_open(i)]
     mine = [i for i in held if store.is_open(i)]
