@@ -26,3 +26,19 @@ def test_a_reorder_keeps_the_learner_and_moves_the_head(session_factory):
     assert learner.class_ids == [c.id for c in store.classes()] == [before[1], before[0],
                                                                      *before[2:]]
     assert learner.head is not head and learner.head.num_classes == head.num_classes
+
+
+def test_a_class_colour_is_set_by_an_admin_only_and_reaches_the_pages(session_factory):
+    from hitl.ui.classes import as_hex
+    session = session_factory(task="classification", train=False)
+    service, store = Service(session), session.store
+    rev = store.class_revision
+    refused = service.recolour_class(Caller("bob", "labeler"), "circle", "#123456")
+    assert refused["ok"] is False and "Only an admin" in refused["error"]
+    bad = service.recolour_class(ADMIN, "circle", "blue; drop table")
+    assert bad["ok"] is False and "#rrggbb" in bad["error"] and "\n" not in bad["error"]
+    assert store.class_revision == rev
+    assert service.recolour_class(ADMIN, "circle", as_hex("rgba(18, 52, 86, 1)"))["ok"]
+    assert store.class_by_name("circle").colour == "#123456"
+    assert store.class_revision != rev  # the boards' tick redraws their buttons and masks
+    assert as_hex("#AbCdEf") == "#AbCdEf" and as_hex("#abcdef80") == "#abcdef"

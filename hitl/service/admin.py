@@ -40,6 +40,12 @@ class Admin:
         return {"name": cls.name, "message": f"Renamed to '{cls.name}'."}
 
     @admin_only
+    def recolour_class(self, caller: Caller, name: str, colour: str) -> dict:
+        """Give a class another display colour (#rrggbb): every page redraws it."""
+        cls = self.store.set_class_colour(self._find_class(name).id, colour, caller.name)
+        return {"name": cls.name, "message": f"'{cls.name}' is now drawn in {cls.colour}."}
+
+    @admin_only
     def move_class(self, caller: Caller, name: str, delta: int) -> dict:
         """Move a class up (delta < 0) or down. Not a model change: the learner keys classes
         by id and moves its columns with them (hitl/learners/frozen.py)."""

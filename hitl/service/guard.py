@@ -64,6 +64,7 @@ def admin_only(fn):
 
 ACTIONS = {"add_class": "add classes", "rename_class": "rename classes",
            "move_class": "reorder classes", "remove_class": "remove classes",
+           "recolour_class": "change class colours",
            "start_trainer": "start the trainer", "stop_trainer": "stop the trainer",
            "configure_trainer": "change the backbone, mode or resolution",
            "export": "export the whole session", "reset": "reset the session"}
