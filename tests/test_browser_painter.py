@@ -208,3 +208,53 @@ def test_wand_and_eraser(painter):
     assert (positions[:, 40:] == 0).all()
     assert (positions[30:, :40] == 2).all()
     assert (positions[9:12, 6:29] == 0).all()
+
+
+def view_state(driver) -> dict:
+    return driver.execute_script("const s = window.hitlSeg.state.shown;"
+                                 "return {painted: s.pos.some((v) => v > 0),"
+                                 " steps: s.history.length};")
+
+
+def test_pinch_and_space_drag_move_the_view_and_paint_nothing(painter):
+    """Two fingers spreading zoom in (the stroke the first finger began is taken back);
+    Space + drag pans; neither leaves paint or an undo step."""
+    from selenium.webdriver.common.actions.pointer_input import PointerInput
+    driver, session, ids = painter
+    open_id(driver, ids["grid3.png"])
+    before = boxes(driver)
+    cx, cy = int(before["fl"] + before["fw"] / 2), int(before["ft"] + before["fh"] / 2)
+    a = PointerInput("touch", "finger1")
+    actions = ActionBuilder(driver, mouse=a, duration=10)
+    b = actions.add_pointer_input("touch", "finger2")
+    # one action per finger per tick: the second finger lands after the first has begun
+    a.create_pointer_move(duration=10, x=cx - 20, y=cy)
+    b.create_pause(0)
+    a.create_pointer_down(button=0)
+    b.create_pause(0)
+    a.create_pointer_move(duration=10, x=cx - 25, y=cy)  # the first finger paints a little
+    b.create_pause(0)
+    a.create_pause(0)
+    b.create_pointer_move(duration=10, x=cx + 20, y=cy)
+    a.create_pause(0)
+    b.create_pointer_down(button=0)
+    for step in range(1, 6):
+        a.create_pointer_move(duration=20, x=cx - 25 - 20 * step, y=cy)
+        b.create_pointer_move(duration=20, x=cx + 20 + 20 * step, y=cy)
+    a.create_pointer_up(0)
+    b.create_pointer_up(0)
+    actions.perform()
+    zoomed = boxes(driver)
+    assert zoomed["width"] / before["width"] > 2.5, (before, zoomed)
+    assert view_state(driver) == {"painted": False, "steps": 0}
+    # Space held: a drag pans by as much as the pointer moved
+    start = (cx, cy)
+    ActionChains(driver).key_down(" ").perform()
+    click_at(driver, [start, (cx + 60, cy + 30)], hold=True)
+    ActionChains(driver).key_up(" ").perform()
+    panned = boxes(driver)
+    assert (round(panned["left"] - zoomed["left"]), round(panned["top"] - zoomed["top"])) \
+        == (60, 30)
+    assert view_state(driver) == {"painted": False, "steps": 0}
+    press(driver, "f")
+    assert boxes(driver)["width"] == pytest.approx(before["width"], abs=1)
