@@ -108,10 +108,18 @@
     octx.putImageData(img, 0, 0);
   }
 
+  function showLayer(item) {
+    // an empty mask layer is hidden: a large visible canvas costs every zoom and pan frame
+    // (measured in bench/bench_browser.py), even transparent
+    const any = item.pos.some((v) => v > 0);
+    layer.style.visibility = any ? "visible" : "hidden";
+    return any;
+  }
+
   function redraw() {
     const item = S.shown;
     if (!item) return;
-    if (item.pos.some((v) => v > 0)) paintRect(item, 0, 0, item.w, item.h, lctx, item.pos);
+    if (showLayer(item)) paintRect(item, 0, 0, item.w, item.h, lctx, item.pos);
     else lctx.clearRect(0, 0, item.w, item.h);
     if (item.pred) paintPrediction(item);
   }
@@ -127,17 +135,26 @@
   const frame = $(".hb-view"), stage = $(".hb-stage"), cursor = $("#seg-cursor");
   const poly = $("#seg-poly");
   const view = hitlView(frame, stage, (z) => {
-    const item = S.shown, img = $("#seg-image");
-    // the picture's own pixels on screen: pixelated past 2x, the full image past 1x
-    const natural = img.naturalWidth || (item && item.w) || 1;
-    const scale = item ? z * item.w / natural : z;
-    stage.classList.toggle("hb-pixelated", scale > 2);
-    if (item && scale > 1.01 && item.fw > natural && !item.fullAsked) loadFull(item);
+    const item = S.shown;
+    if (item) place(item, z);
     if (S.hover) placeCursor(S.hover);
   });
 
+  function place(item, z) {
+    // the picture for this zoom: the display copy until its own pixels are enlarged, then
+    // the full image (asked for once); pixelated past 2x its own pixels
+    const copy = item.image.naturalWidth || item.w;
+    if (z * item.w / copy > 1.01 && item.fw > copy && !item.full && !item.fullAsked) loadFull(item);
+    const want = item.full && z * item.w / copy > 1.01 ? item.full : item.image;
+    const shown = $("#seg-image");
+    if (shown !== want) {
+      want.id = "seg-image"; want.alt = ""; want.style.visibility = shown.style.visibility;
+      shown.replaceWith(want);
+    }
+    stage.classList.toggle("hb-pixelated", z * item.w / (want.naturalWidth || item.w) > 2);
+  }
+
   async function loadFull(item) {
-    // a zoomed large image: the full-resolution picture replaces the display copy
     item.fullAsked = true;
     const again = () => { item.fullAsked = false; };  // a later zoom asks again
     let r;
@@ -146,10 +163,8 @@
     const im = new Image();
     im.draggable = false; im.src = r.src;
     try { await im.decode(); } catch (err) { again(); return; }
-    item.image = im;
-    if (item !== S.shown) return;
-    im.id = "seg-image"; im.alt = ""; $("#seg-image").replaceWith(im);
-    stage.classList.toggle("hb-pixelated", view.V.z * item.w / im.naturalWidth > 2);
+    item.full = im; item.rgba = null;  // the wand reads the full picture from now on
+    if (item === S.shown) place(item, view.V.z);
   }
 
   function toPixel(ev) {
@@ -173,7 +188,7 @@
     const item = change.item;
     if (change.empty) return;
     item.history.push(change); item.future = []; item.edited = true;
-    if (item === S.shown) paintRect(item, ...change.box, lctx, item.pos);
+    if (item === S.shown) { paintRect(item, ...change.box, lctx, item.pos); showLayer(item); }
   }
 
   function step(back) {
@@ -185,6 +200,7 @@
     if (back) change.undo(); else change.redo();
     to.push(change);
     paintRect(item, ...change.box, lctx, item.pos);
+    showLayer(item);
   }
 
   function pixels(item) {
@@ -193,13 +209,16 @@
       const c = document.createElement("canvas");
       c.width = item.w; c.height = item.h;
       const x = c.getContext("2d", { willReadFrequently: true });
-      x.drawImage($("#seg-image"), 0, 0, item.w, item.h);
+      x.drawImage(item.full || item.image, 0, 0, item.w, item.h);
       item.rgba = x.getImageData(0, 0, item.w, item.h).data;
     }
     return item.rgba;
   }
 
   function drawPolygon(ev) {
+    // hidden when no polygon is open: its non-scaling outline would repaint the stage on
+    // every zoom step
+    poly.style.display = S.polygon ? "" : "none";
     const pts = S.polygon || [];
     const hover = ev && S.polygon ? [toPixel(ev)] : [];
     poly.querySelector("polyline").setAttribute("points",
@@ -230,6 +249,7 @@
       S.stroke = { change, radius: S.size / 2, last: pt, id: ev.pointerId };
       hitlPaint.disc(change, pt[0], pt[1], S.stroke.radius);
       item.edited = true;
+      if (change.value) layer.style.visibility = "visible";
       paintRect(item, ...change.box, lctx, item.pos);
     } else if (S.tool === "fill" || S.tool === "wand") {
       if (pt[0] < 0 || pt[1] < 0 || pt[0] >= item.w || pt[1] >= item.h) return;

@@ -49,7 +49,7 @@ BOARD_JS = board.script("seg_paint.js", "seg_view.js", "seg_board.js")
 CSS = board.CSS + """
 .hb-view { position: relative; width: 100%; height: min(70vh, 720px); overflow: hidden;
   background: #e9e9e9; touch-action: none; user-select: none; cursor: crosshair; }
-.hb-view.hb-grab, .hb-view[data-tool=none] { cursor: grab; }
+.hb-view.hb-grab { cursor: grab; }
 .hb-view.hb-panning { cursor: grabbing; }
 .hb-stage { position: absolute; left: 0; top: 0; transform-origin: 0 0; will-change: transform; }
 .hb-stage img, .hb-stage canvas, .hb-stage svg { position: absolute; inset: 0; width: 100%;
