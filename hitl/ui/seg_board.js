@@ -16,8 +16,10 @@
     chain: Promise.resolve(), token: 0, stopped: false, stroke: null,
   };
   const log = window.__hitlSegLog = window.__hitlSegLog || { displayed: [], saved: [] };
-  const layer = $("#seg-canvas"), over = $("#seg-pred");
+  // the mask and prediction layers at mask size (off screen: drawView shows them)
+  const layer = $("#seg-canvas"), over = $("#seg-pred"), vmask = $("#seg-view-mask");
   const lctx = layer.getContext("2d"), octx = over.getContext("2d");
+  const vctx = vmask.getContext("2d");
 
   const esc = hitlEsc, note = hitlNote("seg");  // hitl/ui/board_feed.js
   const EMPTY = { done: "All labeled ✓", reserved: "Reserved by other labelers", held: "Saving…" };
@@ -75,6 +77,28 @@
       }
     }
     ctx.putImageData(part, x0, y0);
+    if (ctx === lctx && item === S.shown) viewPart(item, x0, y0, part);
+  }
+
+  const scratch = document.createElement("canvas"), sctx = scratch.getContext("2d");
+  function viewPart(item, x0, y0, part) {
+    // one painted rectangle onto the frame's canvas, through a small canvas: reading the
+    // image-sized layer while a stroke writes it would copy all of it on every move
+    const V = view.V, dpr = window.devicePixelRatio || 1, w = part.width, h = part.height;
+    scratch.width = w; scratch.height = h;
+    sctx.putImageData(part, 0, 0);
+    vctx.save();
+    vctx.setTransform(V.z * dpr, 0, 0, V.z * dpr, V.tx * dpr, V.ty * dpr);
+    vctx.imageSmoothingEnabled = false;
+    vctx.beginPath(); vctx.rect(x0, y0, w, h); vctx.clip();
+    vctx.clearRect(x0, y0, w, h);
+    if (S.overlay && item.pred) {
+      vctx.globalAlpha = Math.max(0.6, S.opacity);
+      vctx.drawImage(over, x0, y0, w, h, x0, y0, w, h);
+    }
+    vctx.globalAlpha = S.opacity;
+    vctx.drawImage(scratch, x0, y0);
+    vctx.restore();
   }
 
   function remap(item) {
@@ -109,11 +133,9 @@
   }
 
   function showLayer(item) {
-    // an empty mask layer is hidden: a large visible canvas costs every zoom and pan frame
-    // (measured in bench/bench_browser.py), even transparent
-    const any = item.pos.some((v) => v > 0);
-    layer.style.visibility = any ? "visible" : "hidden";
-    return any;
+    // whether the mask has paint: an empty one is not drawn at all
+    item.hasPaint = item.pos.some((v) => v > 0);
+    return item.hasPaint;
   }
 
   function redraw() {
@@ -122,13 +144,35 @@
     if (showLayer(item)) paintRect(item, 0, 0, item.w, item.h, lctx, item.pos);
     else lctx.clearRect(0, 0, item.w, item.h);
     if (item.pred) paintPrediction(item);
+    drawView();
+  }
+
+  function drawView() {
+    // The mask and the prediction overlay as seen: their visible part drawn into one canvas
+    // of the frame's size (nearest pixel), at every view change and paint. The image-sized
+    // layers stay off screen: a visible 4000x3000 canvas scaled by CSS cost ~10-90 ms of
+    // every zoom and pan frame (bench/bench_browser.py), this costs what the frame shows.
+    const dpr = window.devicePixelRatio || 1;
+    const W = Math.round(frame.clientWidth * dpr), H = Math.round(frame.clientHeight * dpr);
+    if (vmask.width !== W || vmask.height !== H) { vmask.width = W; vmask.height = H; }
+    vctx.setTransform(1, 0, 0, 1, 0, 0);
+    vctx.clearRect(0, 0, W, H);
+    const item = S.shown;
+    if (!item) return;
+    const V = view.V;
+    vctx.imageSmoothingEnabled = false;
+    vctx.setTransform(V.z * dpr, 0, 0, V.z * dpr, V.tx * dpr, V.ty * dpr);
+    if (S.overlay && item.pred) {
+      vctx.globalAlpha = Math.max(0.6, S.opacity);
+      vctx.drawImage(over, 0, 0);
+    }
+    if (item.hasPaint) { vctx.globalAlpha = S.opacity; vctx.drawImage(layer, 0, 0); }
+    vctx.globalAlpha = 1;
   }
 
   function setOpacity() {
-    layer.style.opacity = S.opacity;
-    over.style.opacity = Math.max(0.6, S.opacity);
-    over.style.display = S.overlay ? "block" : "none";
     $("#seg-overlay-toggle").checked = S.overlay;
+    if (S.shown) drawView();
   }
 
   // ---- the view: fit, zoom, pan (hitl/ui/seg_view.js) -----------------------------------
@@ -137,6 +181,7 @@
   const view = hitlView(frame, stage, (z) => {
     const item = S.shown;
     if (item) place(item, z);
+    drawView();
     if (S.hover) placeCursor(S.hover);
   });
 
@@ -188,7 +233,7 @@
     const item = change.item;
     if (change.empty) return;
     item.history.push(change); item.future = []; item.edited = true;
-    if (item === S.shown) { paintRect(item, ...change.box, lctx, item.pos); showLayer(item); }
+    if (item === S.shown) { paintRect(item, ...change.box, lctx, item.pos); showLayer(item); drawView(); }
   }
 
   function step(back) {
@@ -201,6 +246,7 @@
     to.push(change);
     paintRect(item, ...change.box, lctx, item.pos);
     showLayer(item);
+    drawView();
   }
 
   function pixels(item) {
@@ -249,7 +295,7 @@
       S.stroke = { change, radius: S.size / 2, last: pt, id: ev.pointerId };
       hitlPaint.disc(change, pt[0], pt[1], S.stroke.radius);
       item.edited = true;
-      if (change.value) layer.style.visibility = "visible";
+      if (change.value) item.hasPaint = true;
       paintRect(item, ...change.box, lctx, item.pos);
     } else if (S.tool === "fill" || S.tool === "wand") {
       if (pt[0] < 0 || pt[1] < 0 || pt[0] >= item.w || pt[1] >= item.h) return;
@@ -287,7 +333,10 @@
     try { frame.setPointerCapture(ev.pointerId); } catch (err) { /* a synthetic pointer */ }
     if (ev.pointerType === "touch") touches.set(ev.pointerId, view.point(ev));
     if (touches.size === 2) {
-      if (S.stroke) { S.stroke.change.undo(); paintRect(S.shown, ...S.stroke.change.box, lctx, S.shown.pos); S.stroke = null; }
+      if (S.stroke) {
+        S.stroke.change.undo(); paintRect(S.shown, ...S.stroke.change.box, lctx, S.shown.pos);
+        S.stroke = null; showLayer(S.shown); drawView();
+      }
       const [a, b] = [...touches.values()];
       S.pinch = { d: Math.hypot(a[0] - b[0], a[1] - b[1]), z: view.V.z, mid: [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2] };
       return;
@@ -431,6 +480,7 @@
     $("#seg-image").style.visibility = "hidden";
     lctx.clearRect(0, 0, layer.width, layer.height);
     octx.clearRect(0, 0, over.width, over.height);
+    drawView();
     if (text) note(text);
     $("#seg-note").classList.toggle("hb-done", state === "done");
   }
@@ -442,7 +492,7 @@
       return false;
     }
     item.pred = await decodePositions(r.mask, item.w, item.h);
-    if (item === S.shown && item.pred) paintPrediction(item);
+    if (item === S.shown && item.pred) { paintPrediction(item); drawView(); }
     return !!item.pred;
   }
 

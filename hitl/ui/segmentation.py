@@ -54,7 +54,9 @@ CSS = board.CSS + """
 .hb-stage { position: absolute; left: 0; top: 0; transform-origin: 0 0; will-change: transform; }
 .hb-stage img, .hb-stage canvas, .hb-stage svg { position: absolute; inset: 0; width: 100%;
   height: 100%; user-select: none; -webkit-user-drag: none; pointer-events: none; }
-.hb-stage canvas, .hb-stage.hb-pixelated img { image-rendering: pixelated; }
+.hb-stage.hb-pixelated img { image-rendering: pixelated; }
+.hb-stage canvas { visibility: hidden; }
+#seg-view-mask { position: absolute; inset: 0; width: 100%; height: 100%; pointer-events: none; }
 .hb-stage svg polyline { fill: rgba(255,255,255,0.25); stroke: #111; stroke-width: 1.5;
   vector-effect: non-scaling-stroke; }
 .hb-stage svg circle { fill: #fff; stroke: #111; vector-effect: non-scaling-stroke; }
@@ -96,7 +98,7 @@ TEMPLATE = f"""
       <canvas id="seg-pred"></canvas>
       <canvas id="seg-canvas"></canvas>
       <svg id="seg-poly"><polyline points=""></polyline></svg>
-    </div><div id="seg-cursor" hidden></div>
+    </div><canvas id="seg-view-mask"></canvas><div id="seg-cursor" hidden></div>
     <div id="seg-help" hidden><b>Keys</b><table>{HELP}</table></div></div>
     <div id="seg-note" class="hb-note"></div>
     <div id="seg-saved" class="hb-note"></div>
