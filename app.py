@@ -15,10 +15,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from hitl.auth import Authenticator, parse_auth_pair, read_auth_file
+from hitl.access import hf_sign_in_problem
+from hitl.auth import parse_auth_pair, read_auth_file
 from hitl.settings import DEVICES, MODES, Settings, default_session_dir
 from hitl.tasks import TASKS
-from hitl.tokens import TokenChecker, tokens_path
 
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
@@ -183,6 +183,11 @@ def parse_settings(argv: Sequence[str] | None = None,
         if not users:  # an auth file without users must never mean "no login"
             parser.error(f"argument --auth-file: {s.auth_file} has no users; add one with "
                          f"'python -m hitl adduser --auth-file {s.auth_file} NAME'")
+    s.space_id = env.get("SPACE_ID") or None
+    s.space_owner = env.get("SPACE_AUTHOR_NAME") or None
+    s.hf_oauth = bool(env.get("OAUTH_CLIENT_ID"))
+    if (problem := hf_sign_in_problem(s)) is not None:
+        parser.error(problem)
     hf = s.hf_users or s.hf_orgs or s.hf_admins
     if hf and (s.auth or s.auth_file):
         parser.error("argument --hf-users/--hf-orgs/--hf-admins: choose either Hugging Face "
@@ -235,33 +240,13 @@ def _check_rest_exposure(s: Settings, parser: OneLineParser, env: Mapping[str, s
                  "--no-rest, or --allow-anonymous")
 
 
-def api_tokens(settings: Settings, auth: Authenticator | None = None) -> TokenChecker | None:
-    """The REST API tokens of the auth file's users (python -m hitl adduser NAME --token),
-    followed as the files change; a token works while its user is a login (`auth`)."""
-    if settings.auth_file is None:
-        return None
-    try:
-        return TokenChecker.from_file(tokens_path(settings.auth_file),
-                                      users=auth.users if auth else None)
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"app.py: error: {exc}") from None
-
-
-def authenticator(settings: Settings) -> Authenticator | None:
-    auth = Authenticator.from_settings(settings)
-    return auth if auth else None
-
-
-def other_app_message(session_dir: Path, error: str) -> str:
-    """One line for a session that another process holds (DuckDB's lock names its PID)."""
-    import re
-    pid = re.search(r"PID (\d+)", error)
-    who = f"process {pid.group(1)}" if pid else "another process"
-    return (f"the session {session_dir.resolve()} is open in another app ({who}): stop it, "
-            "or start this one with another --session")
+def say(line: str) -> None:
+    print(f"hitl: {line}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Start, serve until SIGTERM or Ctrl-C, stop gracefully: exit 0 with "hitl: stopped".
+    A session or port that cannot be opened is one line and exit 2."""
     settings, _ = parse_settings(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(settings, "verbose", False)
                         else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -269,41 +254,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Gradio's queue keeps a record of each of the last N events for its monitoring view
     # (gradio/queueing.py); at its default 10,000 that is megabytes that only ever fill
     os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
-    from hitl.service import Service
-    from hitl.session import Session
-    from hitl.starting import open_port
+    from hitl.app_build import CannotStart, build
+    from hitl.stopping import Stop, Stopper
 
+    stopper = Stopper().install()
     settings.catalog_in_background = True  # serve at once; --images register meanwhile
-    try:
-        session = Session(settings)
-    except Exception as exc:  # duckdb.IOException: another process holds the database
-        if "lock" not in str(exc).lower():
-            raise
-        print(f"hitl: error: {other_app_message(settings.session_dir, str(exc))}",
-              file=sys.stderr)
-        return 2
-    summary = (session.report.summary() if session.catalog.state == "done" else
-               "registering the images in the background (the page shows how far)")
-    print(f"hitl: session {settings.session_dir.resolve()} — {summary}", file=sys.stderr)
-    for warning in session.warnings:
-        print(f"hitl: {warning}", file=sys.stderr)
-    server = None
+    app = None
     try:
         # The port opens before Gradio is imported (~2 s): the REST API answers at once and
         # the page says "starting…" until the app takes the same server over (hitl/server.py).
-        auth, service = authenticator(settings), Service(session)
-        tokens = api_tokens(settings, auth)
-        server = open_port(session, service, auth, tokens)
-        from hitl.ui.app import build_app, launch
-        demo = build_app(session, service=service)
-        launch(demo, session, auth, tokens=tokens, server=server)
-    except KeyboardInterrupt:  # Ctrl-C while Gradio still loads (once up, launch handles it)
-        if server is not None:
-            server.close()  # its request threads hold database cursors
-        print("hitl: stopped", file=sys.stderr)
-        return 130
-    finally:  # Ctrl-C: stop the trainer (it saves the model) before the interpreter goes
-        session.close()
+        app = build(settings, say=say)
+        app.launch()
+        say(f"serving on {app.url} (Ctrl-C or SIGTERM stops)")
+        stopper.wait()
+    except Stop:  # while starting: build and launch closed what they had opened
+        pass
+    except CannotStart as exc:
+        print(f"hitl: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        stopper.stopping = True
+        if app is not None:
+            app.close()  # in-flight requests finish, the trainer saves, the database closes
+    say("stopped")
     return 0
 
 

@@ -196,9 +196,9 @@ def suspects_end_to_end(report: Report, name: str, quick: bool, tmp: Path) -> No
     import numpy as np
     import torch
 
+    from hitl.app_build import build
     from hitl.backbones import create_model
     from hitl.ml.features import FeatureCache, FeatureExtractor
-    from hitl.ui.app import build_app, launch
     session, ids, truth, spread = open_set(name, quick, tmp / "suspects",
                                            backbone="test_vit", port=free_port())
     demo_app = None
@@ -214,8 +214,10 @@ def suspects_end_to_end(report: Report, name: str, quick: bool, tmp: Path) -> No
         n_label = min(len(ids), 240 if name == "demo" else (500 if quick else 1000))
         chosen = np.random.default_rng(5).choice(len(ids), n_label, replace=False)
         wrong = set(chosen[:: 20].tolist())  # every 20th: 5 %
-        demo_app = build_app(session)
-        _, url, _ = launch(demo_app, session, None, prevent_thread_lock=True, quiet=True)
+        session.close()  # the app opens it again, as app.py would (hitl/app_build.py)
+        demo_app = build(session.settings)
+        session = demo_app.session
+        url = demo_app.launch(quiet=True)
         api = httpx.Client(base_url=url.rstrip("/") + "/api/v1", timeout=120)
         start = time.perf_counter()
         for k in chosen.tolist():
@@ -244,9 +246,7 @@ def suspects_end_to_end(report: Report, name: str, quick: bool, tmp: Path) -> No
         report.add(f"{tag}: precision = recall in top {len(injected)}",
                    100 * len(first) / len(injected), "%")
     finally:
-        if demo_app is not None:
-            demo_app.close()
-        session.close()
+        (demo_app or session).close()
 
 
 def main(argv=None) -> dict:

@@ -19,52 +19,98 @@ if (!document.cookie.split("; ").some((c) => c.startsWith("{BROWSER_COOKIE}=")))
 
 
 GUEST = "guest"  # signed in with an account the owner did not list, or not signed in
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 class HuggingFaceAccess:
     """Sign in with Hugging Face (gr.LoginButton on a Space with hf_oauth: true): listed
-    accounts and members of listed organisations label, listed admins administer; anyone
-    else is a guest who can do nothing."""
+    accounts and members of listed organisations label, listed admins and the Space's owner
+    administer; anyone else is a guest who can do nothing. Without lists (`open`), on a Space
+    whose owner signs in to administer, everyone else labels."""
 
-    def __init__(self, users=(), orgs=(), admins=()):
+    def __init__(self, users=(), orgs=(), admins=(), owner: str | None = None,
+                 open: bool = False):
         self.users, self.orgs, self.admins = set(users), set(orgs), set(admins)
+        self.owner, self.open = owner, open
 
     @classmethod
     def from_settings(cls, settings) -> HuggingFaceAccess | None:
         lists = [getattr(settings, k, None) or [] for k in ("hf_users", "hf_orgs", "hf_admins")]
-        return cls(*lists) if any(lists) else None
+        owner = getattr(settings, "space_owner", None) if getattr(settings, "hf_oauth", False) \
+            else None
+        if any(lists):
+            return cls(*lists, owner=owner)
+        if owner and not (settings.auth or settings.auth_file):
+            return cls(owner=owner, open=True)  # a Space's owner administers, others label
+        return None
 
     def role_of(self, name: str, orgs=()) -> str:
-        if name in self.admins:
+        if name in self.admins or (self.owner is not None and name == self.owner):
             return "admin"
-        if name in self.users or self.orgs & set(orgs):
+        if self.open or name in self.users or self.orgs & set(orgs):
             return "labeler"
         return GUEST
+
+
+def anonymous_role(settings, logins: bool) -> str:
+    """The role of a caller without a login or sign-in. Admin only on a launch for this
+    machine alone (no Space, no share link, listening on loopback, no logins): the quick
+    start. A Space, a share link or a public address without logins labels openly; admin
+    actions then need a login, --hf-admins or the Space's owner signed in."""
+    shared = settings.share or getattr(settings, "space_id", None) \
+        or settings.host not in LOCAL_HOSTS
+    return "labeler" if logins or shared else "admin"
+
+
+def admin_hint(settings) -> str:
+    """How someone becomes admin where anonymous visitors are labelers: said on the page."""
+    if getattr(settings, "space_id", None) and getattr(settings, "hf_oauth", False):
+        return ("To administer this Space, sign in with Hugging Face as its owner (or an "
+                "account in HITL_HF_ADMINS), or set HITL_AUTH in its settings.")
+    if getattr(settings, "space_id", None):
+        return ("To administer this Space, set HITL_AUTH (user:password:admin) or "
+                "HITL_AUTH_FILE in its settings; or add `hf_oauth: true` to its README "
+                "metadata and sign in with Hugging Face as its owner (or set HITL_HF_ADMINS).")
+    return ("To administer, restart with a login (--auth USER:PASS:admin or --auth-file), "
+            "or --hf-admins with Sign in with Hugging Face.")
+
+
+def hf_sign_in_problem(settings) -> str | None:
+    """Why Sign in with Hugging Face cannot work here, in one line, or None: on a Space it
+    needs `hf_oauth: true` in the Space's README metadata (which sets OAUTH_CLIENT_ID)."""
+    hf = settings.hf_users or settings.hf_orgs or settings.hf_admins
+    if hf and getattr(settings, "space_id", None) and not getattr(settings, "hf_oauth", False):
+        return ("--hf-users/--hf-orgs/--hf-admins need Sign in with Hugging Face: add "
+                "`hf_oauth: true` to this Space's README metadata (OAUTH_CLIENT_ID is not set)")
+    return None
 
 
 class Access:
     """Who may do what: the role of each login, and of a caller without one.
 
-    Without logins on a local launch the local user is admin; anonymous callers on a
-    share link (`--allow-anonymous`) are labelers."""
+    Without logins on a local launch the local user is admin; anonymous callers of a Space,
+    a share link (`--allow-anonymous`) or a public address are labelers (`anonymous_role`)."""
 
     def __init__(self, roles: dict[str, str] | None = None, anonymous_role: str = "admin"):
         self.roles = dict(roles or {})
         self.anonymous_role = anonymous_role
+        self.admin_hint = ""
 
     hf: HuggingFaceAccess | None = None
 
     @classmethod
     def from_settings(cls, settings) -> Access:
         hf = HuggingFaceAccess.from_settings(settings)
-        if hf is not None:
-            access = cls({}, GUEST)
-            access.hf = hf
-            return access
         entries = read_entries(settings.auth_file) if settings.auth_file else []
         roles = users_and_roles(settings.auth, entries)
-        anonymous = "labeler" if roles or settings.share else "admin"
-        return cls(roles, anonymous)
+        if hf is not None:
+            access = cls({}, "labeler" if hf.open else GUEST)
+            access.hf = hf
+        else:
+            access = cls(roles, anonymous_role(settings, bool(roles)))
+        if access.anonymous_role != "admin":
+            access.admin_hint = admin_hint(settings)
+        return access
 
     def signed_in(self, request) -> tuple[str, str] | None:
         """(name, role) of a Hugging Face sign-in carried by the request, else None."""
@@ -90,6 +136,8 @@ class Access:
         return bool(self.roles)
 
     def role_of(self, name: str) -> str:
+        """The role of a login (or a signed-in account) by name; callers without one get
+        `anonymous_role` (Service.caller_of)."""
         if self.hf is not None:
             return self.hf.role_of(name)
         if self.roles:
@@ -108,12 +156,3 @@ class Access:
             return f"browser-{cookie[:10]}"
         return "local"
 
-
-def login_cookie_user(app, cookies) -> str | None:
-    """The user Gradio's login cookie names, read as Gradio's own check reads it (`app` is
-    Gradio's server app): for routes where Gradio checks the login but does not name it."""
-    if app is None or not hasattr(app, "tokens"):
-        return None
-    token = (cookies.get(f"access-token-{app.cookie_id}")
-             or cookies.get(f"access-token-unsecure-{app.cookie_id}"))
-    return app.tokens.get(token) if token else None

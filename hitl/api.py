@@ -2,8 +2,8 @@
 
 Each function is typed, so gr.api derives the endpoint's schema from its signature; the types
 are checked again here (a client can send anything). Every call goes through the Service,
-which knows the caller's role. Errors come back as {"ok": false, "error": "..."} rather than
-exceptions, so a client loop can go on.
+which knows the caller's role. A refusal comes back as {"ok": false, "error": "..."} (the
+gr.api adapter, hitl/adapters.py) rather than an exception, so a client loop can go on.
 """
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from hitl.adapters import for_api
+from hitl.errors import BadInput, HitlError
 from hitl.service import Service, one_line
-from hitl.store import StoreError
 
 log = logging.getLogger(__name__)
 # Work per request is bounded: these endpoints decode or encode whole masks, or reset.
@@ -27,7 +28,7 @@ CONCURRENCY = {"annotate_mask": 2, "predicted_mask": 2, "reset_session": 1, "sta
                "predictions": 4, "suspects": 2, "similar": 2}
 
 
-class BadArgument(StoreError):
+class BadArgument(BadInput):
     """An argument of the wrong type or size; the message names it, never echoes it whole."""
 
 
@@ -101,8 +102,8 @@ def checked(fn):
                     bound.arguments[param.name] = _check(bound.arguments[param.name],
                                                          hints.get(param.name), param.name)
             return fn(*bound.args, **bound.kwargs)
-        except StoreError as exc:
-            return _error(exc)
+        except HitlError as exc:
+            return for_api(exc)
         except TypeError as exc:
             return {"ok": False, "error": one_line(f"Wrong arguments: {exc}", 200)}
         except Exception as exc:  # a bug: one log line, a one-line answer
@@ -111,10 +112,6 @@ def checked(fn):
             return {"ok": False, "error": f"{fn.__name__} failed ({type(exc).__name__}); "
                                           "the server log has one line about it."}
     return run
-
-
-def _error(exc: Exception) -> dict:
-    return {"ok": False, "error": one_line(str(exc))}
 
 
 def _mask_bytes(mask_png: str) -> bytes:
@@ -131,58 +128,39 @@ def encode_mask(mask: np.ndarray) -> str:
 
 
 def register(service: Service) -> None:
-    """Add every endpoint to the Blocks being built."""
+    """Add every endpoint to the Blocks being built; a refusal raised by the Service is
+    answered by `checked` (the gr.api adapter)."""
 
     def next_image(strategy: str = "uncertain", class_name: str | None = None,
                    request: gr.Request = None) -> dict:
         """The next image to label for this user (leased to them), or image_id null."""
-        try:
-            view = service.next_image(service.caller_of(request), service.task(),
-                                      _str(strategy, "strategy", 40),
-                                      _str(class_name, "class_name", optional=True))
-        except StoreError as exc:
-            view = _error(exc)
-        if not view["ok"]:
-            return view | {"image_id": None}
+        view = service.next_image(service.caller_of(request), service.task(),
+                                  _str(strategy, "strategy", 40),
+                                  _str(class_name, "class_name", optional=True))
         return {k: view.get(k) for k in ("image_id", "filename", "prediction", "label",
                                          "note", "strategy")}
 
     def annotate(image_id: int, label: str, request: gr.Request = None) -> dict:
         """Label one image with a class name."""
-        try:
-            return service.annotate(service.caller_of(request), _int(image_id, "image_id"),
-                                    _str(label, "label"))
-        except StoreError as exc:
-            return _error(exc)
+        return service.annotate(service.caller_of(request), _int(image_id, "image_id"),
+                                _str(label, "label"))
 
     def annotate_mask(image_id: int, mask_png: str, request: gr.Request = None) -> dict:
         """Save a mask: base64 8-bit PNG of the image's size, 0 = unlabeled, k = k-th class."""
-        try:
-            caller = service.caller_of(request)
-            image_id = _int(image_id, "image_id")
-            return service.annotate_mask_png(
-                caller, image_id, _mask_bytes(_str(mask_png, "mask_png", 90_000_000)))
-        except StoreError as exc:
-            return _error(exc)
+        caller = service.caller_of(request)
+        image_id = _int(image_id, "image_id")
+        return service.annotate_mask_png(
+            caller, image_id, _mask_bytes(_str(mask_png, "mask_png", 90_000_000)))
 
     def predicted_mask(image_id: int, request: gr.Request = None) -> dict:
         """The model's mask for one image (every pixel 1..K), class fractions, model version."""
-        try:
-            result = service.predicted_mask(service.caller_of(request),
-                                            _int(image_id, "image_id"))
-        except StoreError as exc:
-            return _error(exc)
-        if not result["ok"]:
-            return {"ok": False, "error": result["error"], "mask_png": None}
+        result = service.predicted_mask(service.caller_of(request), _int(image_id, "image_id"))
         return {"ok": True, "mask_png": encode_mask(result["mask"]),
                 "fractions": result["fractions"], "model_version": result["model_version"]}
 
     def skip(image_id: int, request: gr.Request = None) -> dict:
         """Skip an image: strategies pass over it until undone."""
-        try:
-            return service.skip(service.caller_of(request), _int(image_id, "image_id"))
-        except StoreError as exc:
-            return _error(exc)
+        return service.skip(service.caller_of(request), _int(image_id, "image_id"))
 
     def undo(request: gr.Request = None) -> dict:
         """Undo this user's last label, mask or skip."""
@@ -190,30 +168,20 @@ def register(service: Service) -> None:
 
     def stats(live_window: int = 50, request: gr.Request = None) -> dict:
         """Counts, model version, training state and validation numbers."""
-        try:
-            return service.stats(service.caller_of(request), _int(live_window, "live_window"))
-        except StoreError as exc:
-            return _error(exc)
+        return service.stats(service.caller_of(request), _int(live_window, "live_window"))
 
     def predictions(limit: int = 100, request: gr.Request = None) -> list[dict] | dict:
         """Current class predictions, by image id."""
-        try:
-            result = service.predictions(service.caller_of(request), _int(limit, "limit"))
-        except StoreError as exc:
-            return _error(exc)
-        return result["predictions"] if result["ok"] else result
+        return service.predictions(service.caller_of(request), _int(limit, "limit"))["predictions"]
 
     def reset_session(confirm: bool = False, request: gr.Request = None) -> dict:
         """Archive the session folder and start a fresh session (admin; needs confirm=true)."""
         result = service.reset(service.caller_of(request), confirm)
-        if result["ok"]:
-            return {"ok": True, "archive": result["archive"]}
-        return result
+        return {"ok": True, "archive": result["archive"]}
 
     def classes_list(request: gr.Request = None) -> list[str] | dict:
         """Class names in order (mask value k is the k-th name)."""
-        result = service.classes(service.caller_of(request))
-        return [c["name"] for c in result["classes"]] if result["ok"] else result
+        return [c["name"] for c in service.classes(service.caller_of(request))["classes"]]
 
     for fn in (next_image, annotate, annotate_mask, predicted_mask, skip, undo, stats,
                predictions, reset_session, classes_list):

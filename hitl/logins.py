@@ -3,7 +3,7 @@
 
 The Authenticator and the TokenChecker re-read their files when they change
 (hitl/file_watch.py). What they cannot reach is a browser that logged in before: Gradio keeps
-its login cookies in `server_app.tokens` (token -> name) and never asks again. `FollowLogins`
+its login cookies (token -> name; hitl/gradio_compat.py) and never asks again. `FollowLogins`
 looks (cheaply) on every request; when the auth file changed, it forgets the cookies of names
 that are no longer logins and gives everyone the role the file now says.
 """
@@ -16,15 +16,17 @@ from pathlib import Path
 
 from hitl.atomic import atomic_file
 from hitl.auth import _parse_line, read_entries
+from hitl.gradio_compat import forget_logins
 from hitl.tokens import remove_token, tokens_path
 
 
 class FollowLogins:
     """ASGI middleware: after the auth file changed, removed users lose their login cookies
-    and roles are as the file says (`blocks.hitl_service.access`)."""
+    (Gradio's, on `server`: hitl/server.py) and roles are as the file says (`access`, the
+    Service's)."""
 
-    def __init__(self, app, auth, blocks):
-        self.app, self.auth, self.blocks = app, auth, blocks
+    def __init__(self, app, auth, server, access):
+        self.app, self.auth, self.server, self.access = app, auth, server, access
         self.seen = auth.version
 
     async def __call__(self, scope, receive, send):
@@ -37,14 +39,9 @@ class FollowLogins:
 
     def follow(self) -> None:
         users = self.auth.users()
-        cookies = getattr(getattr(self.blocks, "server_app", None), "tokens", None)
-        if isinstance(cookies, dict):
-            for cookie, name in list(cookies.items()):
-                if name not in users:
-                    cookies.pop(cookie, None)
-        access = getattr(getattr(self.blocks, "hitl_service", None), "access", None)
-        if access is not None and getattr(access, "hf", None) is None:
-            access.roles = self.auth.roles()
+        forget_logins(self.server.switch.app, users)
+        if self.access.hf is None:
+            self.access.roles = self.auth.roles()
 
 
 def remove_user(path: Path, username: str) -> None:

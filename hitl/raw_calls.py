@@ -20,27 +20,11 @@ from __future__ import annotations
 import re
 import time
 
+from hitl.gradio_compat import forget_call_session
+
 CALL_PATH = re.compile(r"^(?:.*)/gradio_api/call/(?:v2/)?[^/]+/?$")
 EVENT_ID = re.compile(rb'"event_id"\s*:\s*"([0-9A-Za-z_-]{1,64})"')
 RESULT_PATH = re.compile(r"^(?:.*)/gradio_api/call/(?:v2/)?[^/]+/(?P<event_id>[^/]+)/?$")
-
-
-def forget_call_session(blocks, event_id: str, unread: bool = False) -> bool:
-    """Drop what Gradio keeps of the one-call session `event_id`, once its event is done
-    (`unread`: and its result, which nobody has streamed, is given up)."""
-    queue = getattr(blocks, "_queue", None)
-    holder = getattr(blocks, "state_holder", None)
-    if queue is None or holder is None:
-        return False
-    pending = None if unread else queue.pending_event_ids_session.get(event_id)
-    if pending or event_id in queue.event_ids_to_events:
-        return False  # still running: its result has not been delivered
-    queue.pending_event_ids_session.pop(event_id, None)
-    queue.pending_messages_per_session.pop(event_id, None)
-    with holder.lock:
-        holder.session_data.pop(event_id, None)
-        holder.time_last_used.pop(event_id, None)
-    return True
 
 
 class ForgetRawCalls:

@@ -7,7 +7,7 @@ request names (Gradio's login cookie or `Authorization: Bearer <token>`), so rol
 the page. Refusals come back as 4xx with `{"error": "one line"}`; an unknown image id is a 404.
 
 Adding a route: write a function on `router` that takes `ctx: Ctx = Depends(context)` and
-returns `answer(ctx.service.something(ctx.caller, ...))`.
+returns `ctx.service.something(ctx.caller, ...)`.
 """
 from __future__ import annotations
 
@@ -27,8 +27,9 @@ from PIL import Image
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hitl.access import login_cookie_user
+from hitl.adapters import for_rest
 from hitl.bounded import BodyLimit
+from hitl.errors import HitlError, NotFound
 from hitl.rest_service import Caller, RestView
 from hitl.session import Session
 from hitl.tokens import TokenChecker
@@ -92,13 +93,6 @@ def _is_local(request: Request) -> bool:
         return host in ("localhost", "testclient")
 
 
-def gradio_cookie_user(blocks) -> callable:
-    """request -> the user Gradio's login cookie names (the cookie the page's login sets)."""
-    def user(request: Request) -> str | None:
-        return login_cookie_user(getattr(blocks, "server_app", None), request.cookies)
-    return user
-
-
 @dataclass
 class Ctx:
     service: RestView
@@ -111,28 +105,10 @@ def context(request: Request) -> Ctx:
     return Ctx(state.service, state.gate.caller(request, state.service), state.service.session)
 
 
-def answer(result: dict | list, status: int = 200):
-    """A service answer as it is, or its refusal as 4xx {"error"} (404 for a missing thing)."""
-    if isinstance(result, dict) and result.get("ok") is False:
-        raise ApiError(result.get("status") or _status_for(result.get("error", "")),
-                       result.get("error") or "Refused.")
-    return result
-
-
-def _status_for(message: str) -> int:
-    low = message.lower()
-    if low.startswith("there is no image"):
-        return 404
-    if "not allowed" in low or "admin" in low and "only" in low:
-        return 403
-    return 400
-
-
-def _image_row(ctx: Ctx, image_id: int):
-    row = ctx.session.store.image(image_id)
-    if row is None:
-        raise ApiError(404, f"There is no image with id {image_id}.")
-    return row
+def _image_row(ctx: Ctx, image_id: int) -> dict:
+    """The image's file, once the caller may see it (the role is checked first, then the
+    id: a caller who may not label learns nothing, not even which ids exist)."""
+    return ctx.service.image_file(ctx.caller, image_id)
 
 
 def _png(positions: np.ndarray) -> Response:
@@ -156,25 +132,24 @@ router = APIRouter()
 @router.get("/next", summary="The next image to label (leased to the caller)")
 def next_image(strategy: str = "uncertain", class_name: str | None = None,
                ctx: Ctx = Depends(context)) -> dict:
-    return answer(ctx.service.next_image(ctx.caller, strategy, class_name))
+    return ctx.service.next_image(ctx.caller, strategy, class_name)
 
 
 @router.get("/images/{image_id}", summary="One image: metadata, label and prediction")
 def image(image_id: Id, ctx: Ctx = Depends(context)) -> dict:
-    _image_row(ctx, image_id)
-    return answer(ctx.service.image(ctx.caller, image_id))
+    return ctx.service.image(ctx.caller, image_id)
 
 
 @router.get("/images/{image_id}/file", summary="The image file itself",
             response_class=FileResponse)
 def image_file(image_id: Id, request: Request, ctx: Ctx = Depends(context)):
-    row = _image_row(ctx, image_id)
+    path = _image_row(ctx, image_id)["path"]
     try:
-        stat = os.stat(row.path)
+        stat = os.stat(path)
     except OSError as exc:
-        raise ApiError(404, f"The file of image {image_id} cannot be read "
-                            f"({type(exc).__name__}).") from exc
-    response = FileResponse(row.path, stat_result=stat, headers={"Cache-Control": IMAGE_CACHE})
+        raise NotFound(f"The file of image {image_id} cannot be read "
+                       f"({type(exc).__name__}).") from exc
+    response = FileResponse(path, stat_result=stat, headers={"Cache-Control": IMAGE_CACHE})
     if request.headers.get("if-none-match") == response.headers["etag"]:
         return Response(status_code=304, headers={"ETag": response.headers["etag"],
                                                   "Cache-Control": IMAGE_CACHE})
@@ -184,35 +159,26 @@ def image_file(image_id: Id, request: Request, ctx: Ctx = Depends(context)):
 @router.get("/images/{image_id}/mask", summary="The stored mask as an index PNG "
             "(0 = unlabeled, k = k-th class)", response_class=Response)
 def mask(image_id: Id, ctx: Ctx = Depends(context)):
-    _image_row(ctx, image_id)
-    positions = ctx.service.mask_positions(ctx.caller, image_id)
-    if isinstance(positions, dict):
-        answer(positions)
+    _image_row(ctx, image_id)  # an unknown id is a 404, not "no mask yet"
+    positions = ctx.service.mask_positions(ctx.caller, image_id)["positions"]
     if positions is None:
-        raise ApiError(404, f"Image {image_id} has no mask yet.")
+        raise NotFound(f"Image {image_id} has no mask yet.")
     return _png(positions)
 
 
 @router.get("/images/{image_id}/predicted_mask", summary="The model's mask as an index PNG "
             "(every pixel 1..K)", response_class=Response)
 def predicted_mask(image_id: Id, ctx: Ctx = Depends(context)):
-    _image_row(ctx, image_id)
-    result = answer(ctx.service.predicted_mask(ctx.caller, image_id))
-    if result.get("mask") is None:
-        raise ApiError(404, "No segmentation model yet.")
-    return _png(result["mask"])
+    return _png(ctx.service.predicted_mask(ctx.caller, image_id)["mask"])
 
 
 @router.put("/images/{image_id}/label", summary="Label an image with a class name; with "
             "next_strategy, also return the next image")
 def put_label(image_id: Id, body: LabelBody, ctx: Ctx = Depends(context)) -> dict:
-    _image_row(ctx, image_id)
     if body.next_strategy:  # save + next: one request, one transaction where possible
-        result = answer(ctx.service.annotate_next(ctx.caller, image_id, body.label,
-                                                  body.next_strategy, body.class_name))
-        result["next"] = answer(result["next"])
-        return result
-    return answer(ctx.service.annotate(ctx.caller, image_id, body.label))
+        return ctx.service.annotate_next(ctx.caller, image_id, body.label, body.next_strategy,
+                                         body.class_name)
+    return ctx.service.annotate(ctx.caller, image_id, body.label)
 
 
 @router.put("/images/{image_id}/mask", summary="Save a mask: an 8-bit PNG of the image's "
@@ -221,19 +187,17 @@ async def put_mask(image_id: Id, request: Request, ctx: Ctx = Depends(context)) 
     _image_row(ctx, image_id)
     body = await request.body()
     from starlette.concurrency import run_in_threadpool
-    return answer(await run_in_threadpool(ctx.service.annotate_mask_png, ctx.caller, image_id,
-                                          body))
+    return await run_in_threadpool(ctx.service.annotate_mask_png, ctx.caller, image_id, body)
 
 
 @router.post("/images/{image_id}/skip", summary="Skip an image (strategies pass over it)")
 def skip(image_id: Id, ctx: Ctx = Depends(context)) -> dict:
-    _image_row(ctx, image_id)
-    return answer(ctx.service.skip(ctx.caller, image_id))
+    return ctx.service.skip(ctx.caller, image_id)
 
 
 @router.post("/undo", summary="Undo the caller's last label, mask or skip")
 def undo(ctx: Ctx = Depends(context)) -> dict:
-    return answer(ctx.service.undo(ctx.caller))
+    return ctx.service.undo(ctx.caller)
 
 
 @router.post("/leave", summary="Give back images reserved for the caller (a closing page's "
@@ -246,23 +210,24 @@ async def leave(request: Request, ctx: Ctx = Depends(context)) -> dict:
     caller = ctx.caller
     if caller.name == "local":  # a page without logins is named by its browser cookie
         caller = ctx.service.caller(ctx.service.service.access.anonymous_name(request))
-    return answer(ctx.service.service.leave(caller, ids))
+    ctx.service.service.leave(caller, ids)
+    return {"ok": True}
 
 
 @router.get("/stats", summary="Counts, model version, training state, validation numbers")
 def stats(live_window: int = Query(50, ge=1, le=100_000), ctx: Ctx = Depends(context)) -> dict:
-    return answer(ctx.service.stats(ctx.caller, live_window))
+    return ctx.service.stats(ctx.caller, live_window)
 
 
 @router.get("/predictions", summary="Current class predictions, by image id")
 def predictions(limit: int = Query(100, ge=0, le=1_000_000),
                 ctx: Ctx = Depends(context)) -> list[dict]:
-    return answer(ctx.service.predictions(ctx.caller, limit))
+    return ctx.service.predictions(ctx.caller, limit)
 
 
 @router.get("/classes", summary="Class names in order (mask value k is the k-th name)")
 def classes(ctx: Ctx = Depends(context)) -> list[str]:
-    return answer(ctx.service.classes(ctx.caller))
+    return ctx.service.classes(ctx.caller)
 
 
 class ClassBody(BaseModel):
@@ -271,15 +236,13 @@ class ClassBody(BaseModel):
 
 @router.post("/classes", summary="Add a class (admin)")
 def add_class(body: ClassBody, ctx: Ctx = Depends(context)) -> dict:
-    return answer(ctx.service.add_class(ctx.caller, body.name))
+    return ctx.service.add_class(ctx.caller, body.name)
 
 
 @router.delete("/classes/{name}", summary="Remove a class with its labels and mask pixels "
                "(admin; the model restarts)")
 def remove_class(name: str, ctx: Ctx = Depends(context)) -> dict:
-    if ctx.caller.is_admin and ctx.session.store.class_by_name(name) is None:
-        raise ApiError(404, f"There is no class named {name!r}.")
-    return answer(ctx.service.remove_class(ctx.caller, name))
+    return ctx.service.remove_class(ctx.caller, name)
 
 
 # ---- review in bulk (issue 13) ---------------------------------------------------------------
@@ -295,19 +258,19 @@ class AcceptBody(BaseModel):
 def review_batch(class_name: str, n: int = Query(24, ge=1, le=96),
                  low: float = Query(0.0, ge=0, le=1), high: float = Query(1.0, ge=0, le=1),
                  ctx: Ctx = Depends(context)) -> dict:
-    return answer(ctx.service.review_batch(ctx.caller, class_name, n, [low, high]))
+    return ctx.service.review_batch(ctx.caller, class_name, n, [low, high])
 
 
 @router.post("/review/accept", summary="Label a page: unmarked images as class_name, relabels "
              "as given; one /undo reverts the whole page")
 def accept_batch(body: AcceptBody, ctx: Ctx = Depends(context)) -> dict:
-    return answer(ctx.service.accept_batch(ctx.caller, body.image_ids, body.class_name,
-                                           body.rejected_ids, body.relabels))
+    return ctx.service.accept_batch(ctx.caller, body.image_ids, body.class_name,
+                                    body.rejected_ids, body.relabels)
 
 
 @router.get("/suspects", summary="Labels the out-of-sample model disagrees with most")
 def suspects(n: int = Query(24, ge=1, le=500), ctx: Ctx = Depends(context)) -> dict:
-    return answer(ctx.service.suspects(ctx.caller, n))
+    return ctx.service.suspects(ctx.caller, n)
 
 
 @router.post("/suspects/{image_id}/{verdict}", summary="keep: leave a suspect's label as it "
@@ -317,14 +280,13 @@ def judge_suspect(image_id: Id, verdict: Literal["keep", "remove"],
                   seen_label: str | None = None, ctx: Ctx = Depends(context)) -> dict:
     _image_row(ctx, image_id)
     judge = {"keep": ctx.service.keep_suspect, "remove": ctx.service.remove_suspect}[verdict]
-    return answer(judge(ctx.caller, image_id, seen_label))
+    return judge(ctx.caller, image_id, seen_label)
 
 
 @router.get("/images/{image_id}/similar", summary="The n unlabeled images nearest to this one "
             "by cached features, leased as a page")
 def similar(image_id: Id, n: int = Query(24, ge=1, le=96), ctx: Ctx = Depends(context)) -> dict:
-    _image_row(ctx, image_id)
-    return answer(ctx.service.similar(ctx.caller, image_id, n))
+    return ctx.service.similar(ctx.caller, image_id, n)
 
 
 # ---- the app -------------------------------------------------------------------------------
@@ -354,7 +316,7 @@ class ServerTiming:
         await self.app(scope, receive, timed_send)
 
 
-def build_api(session: Session, gate: Gate, service=None) -> FastAPI:
+def build_api(session: Session, gate: Gate, service) -> FastAPI:
     """The /api/v1 app: mounted into Gradio's server by hitl.ui.app.launch; `service` is the
     page's hitl.service.Service, so page and REST share one."""
     api = FastAPI(title="hitl REST API", version="1", docs_url="/docs",
@@ -371,6 +333,11 @@ def build_api(session: Session, gate: Gate, service=None) -> FastAPI:
     def out_of_range(request: Request, exc: OverflowError):  # an id past int64 in a body
         return JSONResponse({"error": "A number in the request is out of range."},
                             status_code=422)
+
+    @api.exception_handler(HitlError)
+    def refused(request: Request, exc: HitlError):
+        status, body = for_rest(exc)
+        return JSONResponse(body, status_code=status)
 
     @api.exception_handler(ApiError)
     def api_error(request: Request, exc: ApiError):

@@ -3,12 +3,9 @@ with the answer shapes the REST routes send (a view's REST keys, lists for lists
 """
 from __future__ import annotations
 
-import numpy as np
-
-from hitl.service import Caller, require
+from hitl.service import Caller
 from hitl.service import Service as GuardedService
 from hitl.session import Session
-from hitl.store import StoreError
 
 __all__ = ["Caller", "RestView"]
 
@@ -17,24 +14,24 @@ class RestView:
     """The guarded Service, answering in the REST routes' shapes; any method not reshaped
     here (labels, skips, undo, stats, review) is the Service's own, through __getattr__."""
 
-    def __init__(self, session: Session, service: GuardedService | None = None):
+    def __init__(self, session: Session, service: GuardedService):
         self.session = session
-        self.service = service or GuardedService(session)
+        self.service = service  # the page's: one Service per app (hitl/app_build.py)
 
     def __getattr__(self, name: str):
         """Everything not reshaped here, as the guarded Service answers it."""
         return getattr(self.__dict__["service"], name)
 
     def caller(self, name: str | None) -> Caller:
-        name = name or "local"
-        return Caller(name, self.service.access.role_of(name))
+        """A login's caller by name; without one, the anonymous role (hitl/access.py)."""
+        access = self.service.access
+        return Caller(name, access.role_of(name)) if name else \
+            Caller("local", access.anonymous_role)
 
     def _task(self) -> str:
         return self.service.task()
 
     def _view(self, view: dict) -> dict:
-        if not view.get("ok", True):
-            return view
         pred = view.get("prediction")
         keys = ("image_id", "filename", "width", "height", "prediction", "label", "skipped",
                 "strategy", "note")
@@ -47,29 +44,18 @@ class RestView:
     def image(self, caller: Caller, image_id: int) -> dict:
         return self._view(self.service.view(caller, int(image_id), self._task()))
 
-    def mask_positions(self, caller: Caller, image_id: int) -> np.ndarray | None:
-        try:
-            return require(self.service.mask_positions(caller, image_id))["positions"]
-        except StoreError:
-            return None
-
     def predicted_mask(self, caller: Caller, image_id: int) -> dict:
         result = self.service.predicted_mask(caller, image_id)
-        if not result["ok"]:
-            return result | {"status": 404}
         return {"ok": True, "mask": result["mask"], "model_version": result["model_version"]}
 
     def annotate_next(self, caller: Caller, image_id: int, label: str, strategy: str,
                       class_name: str | None = None) -> dict:
         result = self.service.annotate_next(caller, image_id, label, strategy, class_name)
-        if result.get("ok") and isinstance(result.get("next"), dict):
-            result["next"] = self._view(result["next"])
+        result["next"] = self._view(result["next"])
         return result
 
-    def predictions(self, caller: Caller, limit: int = 100) -> list[dict] | dict:
-        result = self.service.predictions(caller, limit)
-        return result["predictions"] if result["ok"] else result
+    def predictions(self, caller: Caller, limit: int = 100) -> list[dict]:
+        return self.service.predictions(caller, limit)["predictions"]
 
-    def classes(self, caller: Caller) -> list[str] | dict:
-        result = self.service.classes(caller)
-        return [c["name"] for c in result["classes"]] if result["ok"] else result
+    def classes(self, caller: Caller) -> list[str]:
+        return [c["name"] for c in self.service.classes(caller)["classes"]]

@@ -13,7 +13,8 @@ from datetime import datetime
 
 import numpy as np
 
-from hitl.store import Store, StoreError
+from hitl.errors import BadInput, Conflict, NotFound, Unavailable
+from hitl.store import Store
 from hitl.tasks import current_task, get_task
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,9 @@ def _band(band) -> tuple[float, float]:
     try:
         low, high = (float(v) for v in band)
     except (TypeError, ValueError):
-        raise StoreError("band must be two numbers [low, high] between 0 and 1.") from None
+        raise BadInput("band must be two numbers [low, high] between 0 and 1.") from None
     if not 0.0 <= low <= high <= 1.0:
-        raise StoreError(f"band must satisfy 0 <= low <= high <= 1; got [{low}, {high}].")
+        raise BadInput(f"band must satisfy 0 <= low <= high <= 1; got [{low}, {high}].")
     return low, high
 
 
@@ -40,9 +41,9 @@ def _page_size(n, most: int = MAX_PAGE) -> int:
     try:
         n = int(n)
     except (TypeError, ValueError):
-        raise StoreError(f"n must be a whole number; got {n!r}.") from None
+        raise BadInput(f"n must be a whole number; got {n!r}.") from None
     if not 1 <= n <= most:
-        raise StoreError(f"n must be between 1 and {most}; got {n}.")
+        raise BadInput(f"n must be between 1 and {most}; got {n}.")
     return n
 
 
@@ -50,9 +51,9 @@ def _ids(values, name: str) -> list[int]:
     try:
         out = [int(v) for v in (values or [])]
     except (TypeError, ValueError):
-        raise StoreError(f"{name} must be a list of image ids.") from None
+        raise BadInput(f"{name} must be a list of image ids.") from None
     if len(set(out)) != len(out):
-        raise StoreError(f"{name} names an image twice.")
+        raise BadInput(f"{name} names an image twice.")
     return out
 
 
@@ -70,16 +71,16 @@ class Review:
 
     def _class(self, name):
         if not name or not isinstance(name, str):
-            raise StoreError("Choose a class.")
+            raise BadInput("Choose a class.")
         cls = self.store.class_by_name(name)
         if cls is None:
-            raise StoreError(f"There is no class named {name!r}.")
+            raise NotFound(f"There is no class named {name!r}.")
         return cls
 
     def _classification_only(self) -> None:
         message = self.session.task_message(TASK)
         if message:
-            raise StoreError(message)
+            raise Conflict(message)
 
     def _items(self, ids: list[int], extra: dict[int, dict] | None = None) -> list[dict]:
         names = {c.id: c.name for c in self.store.classes()}
@@ -123,18 +124,18 @@ class Review:
         cls = self._class(class_name)
         ids, rejected = _ids(image_ids, "image_ids"), _ids(rejected_ids, "rejected_ids")
         if not ids:
-            raise StoreError("image_ids is empty: nothing to accept.")
+            raise BadInput("image_ids is empty: nothing to accept.")
         if len(ids) > MAX_PAGE:
-            raise StoreError(f"A page holds at most {MAX_PAGE} images.")
+            raise BadInput(f"A page holds at most {MAX_PAGE} images.")
         if not isinstance(relabels or {}, dict):
-            raise StoreError("relabels must map image ids to class names.")
+            raise BadInput("relabels must map image ids to class names.")
         fixes = {}
         for key, name in (relabels or {}).items():
             image_id = _ids([key], "relabels")[0]
             fixes[image_id] = self._class(name).id
         stray = sorted((set(rejected) | set(fixes)) - set(ids))
         if stray:
-            raise StoreError(f"Marked image(s) {stray} are not on the page.")
+            raise BadInput(f"Marked image(s) {stray} are not on the page.")
         self.session.lock_task(TASK, user)
         done = self.store.accept_page(user, cls.id, ids, fixes, rejected)
         names = {c.id: c.name for c in self.store.classes()}
@@ -168,7 +169,7 @@ class Review:
         now = names.get(label) if label is not None else \
             ("mask" if self.store.mask(image_id) is not None else None)
         if now != seen_label:
-            raise StoreError(f"Image {image_id} changed meanwhile: its label is now {now!r}, "
+            raise Conflict(f"Image {image_id} changed meanwhile: its label is now {now!r}, "
                              f"you saw {seen_label!r}. Nothing was changed.")
 
     def keep(self, user: str, image_id: int, seen_label: str | None = None) -> dict:
@@ -181,12 +182,12 @@ class Review:
                 seen_label: str | None = None) -> dict:
         """Give a suspect (or any image) another class, recorded as a deliberate label."""
         if self.store.mask(int(image_id)) is not None:
-            raise StoreError(f"A mask is relabeled by repainting it: open image {image_id} in "
+            raise BadInput(f"A mask is relabeled by repainting it: open image {image_id} in "
                              "the Segmentation tab (G, then its id).")
         self._classification_only()
         cls, image_id = self._class(class_name), int(image_id)
         if self.store.image(image_id) is None:
-            raise StoreError(f"There is no image with id {image_id}.")
+            raise NotFound(f"There is no image with id {image_id}.")
         self._seen(image_id, seen_label)
         self.store.set_label(image_id, cls.id, user)
         return {"ok": True, "image_id": image_id, "label": cls.name}
@@ -195,7 +196,7 @@ class Review:
         """Undo the caller's last action; a whole page when it was a page."""
         done = self.store.undo_details(user)
         if done is None:
-            return {"ok": False, "error": "Nothing to undo.", "image_ids": []}
+            raise Conflict("Nothing to undo.")
         return {"ok": True, "image_id": done["image_id"], "image_ids": done["image_ids"],
                 "page": done["batch_id"] is not None}
 
@@ -208,7 +209,7 @@ class Review:
         elif (mask := self.store.mask(image_id)) is not None:
             self.store.set_mask(image_id, np.zeros_like(mask), user)
         else:
-            raise StoreError(f"Image {image_id} has no label to remove.")
+            raise Conflict(f"Image {image_id} has no label to remove.")
         return {"ok": True, "image_id": image_id}
 
     # ---- more like this -----------------------------------------------------------------------
@@ -217,11 +218,11 @@ class Review:
         caller as a page that accept_batch can label in bulk."""
         n, image_id = _page_size(n), int(image_id)
         if self.store.image(image_id) is None:
-            raise StoreError(f"There is no image with id {image_id}.")
+            raise NotFound(f"There is no image with id {image_id}.")
         ids, feats = self._features()
         row = np.searchsorted(ids, image_id)
         if row >= len(ids) or ids[row] != image_id:
-            raise StoreError(f"Image {image_id} has no cached features yet; try again when the "
+            raise Unavailable(f"Image {image_id} has no cached features yet; try again when the "
                              "trainer has extracted them.")
         free = current_task(self.store.task()).candidates(self.store, user)["ids"]
         exclude = ~np.isin(ids, free)
@@ -243,13 +244,13 @@ class Review:
         vectors, or mean-pooled patch grids in segmentation (pooled once, then kept)."""
         cache = self.session.trainer.published("features")
         if cache is None:
-            raise StoreError("More like this needs frozen mode's cached features; the trainer "
+            raise Unavailable("More like this needs frozen mode's cached features; the trainer "
                              "has none yet (is it running in frozen mode?).")
         ids, feats = cache.get_global()
         if len(ids):
             return ids, feats
         if not hasattr(cache, "get_patches"):
-            raise StoreError("No cached features yet.")
+            raise Unavailable("No cached features yet.")
         wanted = self.store.readable_image_ids()
         key = f"{id(self.store)}:{getattr(cache, 'dir', '')}"  # a reset session reuses the dir
         self.pool_pending = 0
@@ -321,70 +322,3 @@ class SuspectRefresher:
         self._done = key
         return False
 
-
-def _refusal(exc: Exception) -> dict:
-    return {"ok": False, "error": str(exc)}
-
-
-class ReviewService:
-    """The review methods of the service layer (`hitl/service/` mixes this in).
-
-    Every method takes the caller first and answers a plain dict, {"ok": False, "error"} on
-    refusal. Reviewing is labeling, so any logged-in role may do it; the caller's name is who
-    the page is leased to and who the labels are recorded for.
-    """
-
-    session: object
-
-    @classmethod
-    def of(cls, session) -> ReviewService:
-        """Standalone, until the one Service object of hitl/service/ mixes this class in."""
-        service = cls()
-        service.session = session
-        return service
-
-    @property
-    def review(self) -> Review:
-        review = getattr(self, "_review", None)
-        if review is None or review.session is not self.session:
-            review = self._review = Review(self.session)
-        return review
-
-    def _answer(self, fn, *args) -> dict:
-        try:
-            return fn(*args)
-        except StoreError as exc:
-            return _refusal(exc)
-
-    def review_batch(self, caller, class_name: str, n: int = 24, band=None) -> dict:
-        """A page of unlabeled images predicted as class_name, leased to the caller."""
-        return self._answer(self.review.review_batch, caller.name, class_name, n, band)
-
-    def accept_batch(self, caller, image_ids, class_name: str, rejected_ids=None,
-                     relabels: dict | None = None) -> dict:
-        """The page's unmarked images become class_name; one undo reverts the page."""
-        return self._answer(self.review.accept_batch, caller.name, image_ids, class_name,
-                            rejected_ids, relabels)
-
-    def suspects(self, caller, n: int = 24) -> dict:
-        """Labels the out-of-sample model disagrees with most, leased to the caller."""
-        return self._answer(self.review.suspects, caller.name, n)
-
-    def keep_suspect(self, caller, image_id: int, seen_label: str | None = None) -> dict:
-        """Keep a suspect's label; seen_label (what the labeler saw) guards against a change."""
-        return self._answer(self.review.keep, caller.name, image_id, seen_label)
-
-    def remove_suspect(self, caller, image_id: int, seen_label: str | None = None) -> dict:
-        return self._answer(self.review.remove, caller.name, image_id, seen_label)
-
-    def relabel_suspect(self, caller, image_id: int, class_name: str,
-                        seen_label: str | None = None) -> dict:
-        return self._answer(self.review.relabel, caller.name, image_id, class_name, seen_label)
-
-    def undo_page(self, caller) -> dict:
-        """Undo the caller's last action, a whole review page at once; says which images."""
-        return self._answer(self.review.undo, caller.name)
-
-    def similar(self, caller, image_id: int, n: int = 24) -> dict:
-        """The n unlabeled images nearest to image_id, leased to the caller as a page."""
-        return self._answer(self.review.similar, caller.name, image_id, n)

@@ -6,10 +6,11 @@ label the person did not mean: after "triangle" moves up, an old `3` must not st
 """
 from __future__ import annotations
 
-from hitl.store import Store, StoreError
+from hitl.errors import Conflict
+from hitl.store import Store
 
 
-class StaleAction(StoreError):
+class StaleAction(Conflict):
     """The action was made on a screen that no longer matches the session."""
 
 

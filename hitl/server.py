@@ -4,9 +4,8 @@ Importing Gradio costs ~2 s of a ~3 s start-up, and the REST API and a "starting
 none of it. So the port opens first on a small app (hitl/starting.py), and when the page is
 built, Gradio's app takes over the same server and port: no moment without a listener, no
 request refused. `Blocks.launch` still does all of its own work (logins, share links, Sign in
-with Hugging Face, the queue, max_file_size): `gradio_launches_here` only hands it this server
-where it would start its own (gradio.http_server.start_server, pinned in requirements.txt).
-This module imports no Gradio.
+with Hugging Face, the queue, max_file_size): hitl.gradio_compat.launch_on only hands it this
+server where it would start its own. This module imports no Gradio.
 """
 from __future__ import annotations
 
@@ -15,9 +14,10 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import uvicorn
+
+from hitl.gradio_compat import login_cookie_user
 
 START_TIMEOUT = 10.0  # seconds for uvicorn to start on the bound socket
 
@@ -59,10 +59,10 @@ class Switch:
 class Server:
     """uvicorn on host:port in a daemon thread, serving a Switch."""
 
-    def __init__(self, app, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
-        self.switch = Switch(app)
-        self.rest_api = None  # the REST app it serves before and after Gradio (hitl/starting.py)
+        self.switch = Switch(None)
+        self.rest_api = None  # the REST app it serves before and after Gradio (see start)
         # proxy_headers off: uvicorn would take X-Forwarded-For from any loopback peer as the
         # client; hitl/throttle.py reads it only from proxies the owner names
         self._uvicorn = uvicorn.Server(uvicorn.Config(self.switch, log_level="warning",
@@ -75,8 +75,11 @@ class Server:
         """The local address, written as Gradio writes it (0.0.0.0 -> localhost)."""
         return f"http://{'localhost' if self.host == '0.0.0.0' else self.host}:{self.port}/"
 
-    def start(self) -> Server:
-        """Bind here, so that a busy port is an OSError now; then serve in a thread."""
+    def start(self, app, rest_api=None) -> Server:
+        """Serve `app` (hitl/starting.py: `rest_api`, kept for Gradio's app to mount, and a
+        starting page). Bind here, so that a busy port is an OSError now; then serve in a
+        thread."""
+        self.switch.app, self.rest_api = app, rest_api
         bind = self.host[1:-1] if self.host.startswith("[") else self.host
         family, kind, proto, _, address = socket.getaddrinfo(
             bind, self.port, type=socket.SOCK_STREAM)[0]
@@ -101,6 +104,11 @@ class Server:
             time.sleep(0.002)
         return self
 
+    def login_user(self, request) -> str | None:
+        """The user Gradio's login cookie names, once Gradio's app is plugged in (the REST
+        API's gate asks; before Gradio there is no login to read)."""
+        return login_cookie_user(self.switch.app, request.cookies)
+
     def close(self) -> None:
         """Stop serving and free the port (Gradio's Blocks.close and Ctrl-C call this too)."""
         self._uvicorn.should_exit = True
@@ -109,26 +117,3 @@ class Server:
             thread.join(timeout=10)
         if self._socket is not None:
             self._socket.close()
-
-    @contextlib.contextmanager
-    def gradio_launches_here(self) -> Iterator[None]:
-        """While Blocks.launch runs, its server start plugs Gradio's app into this server.
-        Where launch wants another port or https (SSR puts Python behind Node on an internal
-        port), this server steps aside and Gradio starts its own, as without it."""
-        from gradio import http_server
-        original = http_server.start_server
-
-        def start_server(app, server_name=None, server_port=None, ssl_keyfile=None,
-                         **kwargs):
-            if server_port != self.port or ssl_keyfile is not None:
-                self.close()
-                return original(app, server_name, server_port, ssl_keyfile=ssl_keyfile,
-                                **kwargs)
-            self.switch.plug(app)
-            return server_name or self.host, self.port, self.url, self
-
-        http_server.start_server = start_server
-        try:
-            yield
-        finally:
-            http_server.start_server = original

@@ -26,15 +26,16 @@ CATALOG_CHUNK = 2000  # images registered per step in the background (then usabl
 class Session:
     """Everything one session folder holds, opened from Settings."""
 
-    def __init__(self, settings: Settings, hub_download=None):
-        """hub_download stands in for huggingface_hub.snapshot_download (tests)."""
+    def __init__(self, settings: Settings, hub_download=None, start: bool = True):
+        """hub_download stands in for huggingface_hub.snapshot_download (tests). start=False:
+        no thread yet (registration, trainer) until start() — app.py imports Gradio first."""
         self.settings = settings
         self.hub_download = hub_download
         self._reset_lock = ordered_lock("session.reset")
         self.warnings: list[str] = []
-        self._open()
+        self._open(start)
 
-    def _open(self) -> None:
+    def _open(self, start: bool = True) -> None:
         s = self.settings
         s.session_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(s.db_path, val_every=s.val_every)
@@ -59,8 +60,16 @@ class Session:
         if background:  # the page and API answer at once, for the images registered so far
             self._catalog_thread = threading.Thread(target=self._register_in_background,
                                                     name="hitl-catalog", daemon=True)
-            self._catalog_thread.start()
-        if s.train:
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the session's threads: background registration, and the trainer unless
+        --no-train (reset() starts the new session's itself)."""
+        thread = self._catalog_thread
+        if thread is not None and thread.ident is None:
+            thread.start()
+        if self.settings.train:
             self.trainer.start()
 
     def _register_in_background(self) -> None:
@@ -77,7 +86,7 @@ class Session:
     def _stop_catalog(self) -> None:
         self._catalog_stop.set()
         thread = getattr(self, "_catalog_thread", None)
-        if thread is not None:
+        if thread is not None and thread.ident is not None:  # started (see start)
             thread.join(timeout=30)
 
     def _register_images(self, chunk: int | None = None) -> CatalogReport:

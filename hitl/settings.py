@@ -50,6 +50,11 @@ class Settings:
     hf_users: list[str] = field(default_factory=list)
     hf_orgs: list[str] = field(default_factory=list)
     hf_admins: list[str] = field(default_factory=list)
+    # a Hugging Face Space (app.py reads SPACE_ID, SPACE_AUTHOR_NAME, OAUTH_CLIENT_ID): its
+    # anonymous visitors label at most; its owner, signed in, administers (hitl/access.py)
+    space_id: str | None = None
+    space_owner: str | None = None
+    hf_oauth: bool = False  # the Space has `hf_oauth: true` (Sign in with Hugging Face works)
     rest: bool = True  # the REST API under /api/v1 (hitl/rest.py)
     forwarded_allow_ips: list[str] = field(default_factory=list)  # trusted for X-Forwarded-For
     device: str = "auto"

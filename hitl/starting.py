@@ -8,7 +8,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
-from hitl.auth import Authenticator
 from hitl.rest import PREFIX as REST_PREFIX
 from hitl.rest import Gate, build_api
 from hitl.server import Server
@@ -47,18 +46,15 @@ def starting_app(rest_api=None) -> Starlette:
     return Starlette(routes=routes)
 
 
-def open_port(session: Session, service, auth=None, tokens: TokenChecker | None = None,
-              rest: bool | None = None) -> Server:
+def open_port(session: Session, service, logins: bool, tokens: TokenChecker | None) -> Server:
     """Start serving on the session's host and port: the REST API over `service` (the page's,
-    so page and REST share one) with the same logins as the page; the page comes later.
-    The REST API is on `server.rest_api` (None with --no-rest)."""
+    so page and REST share one) unless --no-rest, behind the same logins as the page (the
+    cookie is read once Gradio's app is plugged in, hitl/server.py); the page comes later."""
     settings = session.settings
-    if auth is None:
-        auth = Authenticator.from_settings(settings) or None
+    server = Server(settings.host, settings.port)
     rest_api = None
-    if settings.rest if rest is None else rest:
-        gate = Gate(logins=bool(auth), tokens=tokens, allow_anonymous=settings.allow_anonymous)
-        rest_api = build_api(session, gate, service)  # the login cookie is read once Gradio is up
-    server = Server(starting_app(rest_api), settings.host, settings.port)
-    server.rest_api = rest_api
-    return server.start()
+    if settings.rest:
+        gate = Gate(logins=logins, tokens=tokens, allow_anonymous=settings.allow_anonymous,
+                    cookie_user=server.login_user)
+        rest_api = build_api(session, gate, service)
+    return server.start(starting_app(rest_api), rest_api)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from hitl.errors import HitlError
+from hitl.errors import BadInput, NotFound
 
 TOP = 32  # how many ordered candidates a strategy hands back
 
@@ -174,10 +174,10 @@ class Pick:
     def chosen_class(self):
         """The class named for a 'class' strategy; a missing or unknown name is refused."""
         if not self.class_name:
-            raise HitlError("Choose a class for the 'class' strategy.")
+            raise BadInput("Choose a class for the 'class' strategy.")
         cls = self.store.class_by_name(str(self.class_name))
         if cls is None:
-            raise HitlError(f"There is no class named {_short(self.class_name, 80)!r}.")
+            raise NotFound(f"There is no class named {_short(self.class_name, 80)!r}.")
         return cls
 
 
@@ -216,8 +216,8 @@ class Strategies:
         try:
             return self._by_name[name]
         except (KeyError, TypeError):
-            raise HitlError(f"Unknown strategy {_short(name, 40)!r}; choose one of: "
-                            + ", ".join(self._by_name) + ".") from None
+            raise BadInput(f"Unknown strategy {_short(name, 40)!r}; choose one of: "
+                           + ", ".join(self._by_name) + ".") from None
 
     def after(self, strategy: Strategy, tried: list[str]) -> Strategy | None:
         """The strategy to try when `strategy` had nothing: its fallback, unless tried."""

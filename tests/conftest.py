@@ -84,8 +84,12 @@ def session_factory(tmp_path):
 
 
 class RunningApp:
-    def __init__(self, session, demo, url, auth=None):
-        self.session, self.demo, self.url, self.auth = session, demo, url, auth
+    """A launched hitl.app_build.App, with the names the tests use."""
+
+    def __init__(self, app, auth=None):
+        self.app, self.auth = app, auth
+        self.session, self.demo, self.service = app.session, app.blocks, app.service
+        self.url = app.url.rstrip("/") + "/"
 
     def client(self, auth=None):
         from gradio_client import Client
@@ -95,21 +99,20 @@ class RunningApp:
 
 @pytest.fixture
 def app_factory(tmp_path):
-    """Launch the real Gradio server on a free port; close it afterwards."""
-    from hitl.session import Session
-    from hitl.ui.app import build_app, launch
+    """Launch the real app (hitl/app_build.py, as app.py does) on a free port; close it
+    afterwards."""
+    from hitl.app_build import build
     running = []
 
-    def make(auth=None, tokens=None, **kw):
-        """auth: [(user, password[, "admin"]), ...]; without a role the first user is admin."""
-        settings = make_settings(tmp_path, auth=list(auth or []), **kw)
-        session = Session(settings)
-        demo = build_app(session)
-        _, url, _ = launch(demo, session, tokens=tokens, prevent_thread_lock=True, quiet=True)
-        app = RunningApp(session, demo, url.rstrip("/") + "/")
+    def make(auth=None, tokens=None, launch=True, **kw):
+        """auth: [(user, password[, "admin"]), ...]; without a role the first user is admin.
+        launch=False: the built App itself, its port open with REST and the starting page."""
+        app = build(make_settings(tmp_path, auth=list(auth or []), **kw), tokens=tokens)
         running.append(app)
-        return app
+        if not launch:
+            return app
+        app.launch(quiet=True)
+        return RunningApp(app)
     yield make
     for app in running:
-        app.demo.close()
-        app.session.close()
+        app.close()

@@ -2,6 +2,9 @@
 head's rows move with their classes, and the predictions keep naming the same classes."""
 from __future__ import annotations
 
+import pytest
+
+from hitl.errors import HitlError, Refused
 from hitl.service import Caller, Service
 from tests.conftest import wait_for
 
@@ -33,10 +36,11 @@ def test_a_class_colour_is_set_by_an_admin_only_and_reaches_the_pages(session_fa
     session = session_factory(task="classification", train=False)
     service, store = Service(session), session.store
     rev = store.class_revision
-    refused = service.recolour_class(Caller("bob", "labeler"), "circle", "#123456")
-    assert refused["ok"] is False and "Only an admin" in refused["error"]
-    bad = service.recolour_class(ADMIN, "circle", "blue; drop table")
-    assert bad["ok"] is False and "#rrggbb" in bad["error"] and "\n" not in bad["error"]
+    with pytest.raises(Refused, match="Only an admin"):
+        service.recolour_class(Caller("bob", "labeler"), "circle", "#123456")
+    with pytest.raises(HitlError, match="#rrggbb") as bad:
+        service.recolour_class(ADMIN, "circle", "blue; drop table")
+    assert "\n" not in str(bad.value)
     assert store.class_revision == rev
     assert service.recolour_class(ADMIN, "circle", as_hex("rgba(18, 52, 86, 1)"))["ok"]
     assert store.class_by_name("circle").colour == "#123456"

@@ -62,3 +62,33 @@ def test_a_guest_sees_the_sign_in_note_not_the_tabs(app_factory, profile):
         load = next(e for e in page.events if note in e["outputs"])
         tabs, shown_note = page.call(load["id"], [])["output"]["data"]
         assert tabs["visible"] is member and shown_note["visible"] is not member
+
+
+def test_a_space_without_logins_labels_openly_and_its_owner_administers(app_factory, profile):
+    """A Space with `hf_oauth: true` and no logins nor lists: its owner, signed in, is admin;
+    anyone else (signed in or not) labels and is refused admin actions; the page says how
+    to become admin."""
+    app = app_factory(space_id="someone/hitl", space_owner="someone", hf_oauth=True,
+                      train=False, demo_count=6, task="classification")
+    assert "Added" in add_class(sign_in(app, profile, "someone"), "okapi")
+    assert "hf-eve is a labeler" in add_class(sign_in(app, profile, "hf-eve"), "zebra")
+    visitor = PageSession(app.url)
+    assert "is a labeler" in add_class(visitor, "zebra")
+    names = [c.name for c in app.session.store.classes()]
+    assert "okapi" in names and "zebra" not in names
+    hint = next(c for c in visitor.config["components"]
+                if c.get("props", {}).get("elem_id") == "session-labeler")
+    assert "sign in with Hugging Face as its owner" in hint["props"]["value"]
+
+
+def test_a_space_without_hf_oauth_has_no_owner_sign_in(app_factory):
+    """Without `hf_oauth: true` nobody can sign in: visitors label, the page names the
+    variables that make an admin, and admin actions are refused."""
+    app = app_factory(space_id="someone/hitl", space_owner="someone", train=False,
+                      demo_count=6, task="classification")
+    assert app.demo.hitl_service.access.hf is None
+    visitor = PageSession(app.url)
+    assert "is a labeler" in add_class(visitor, "zebra")
+    hint = next(c for c in visitor.config["components"]
+                if c.get("props", {}).get("elem_id") == "session-labeler")
+    assert "HITL_AUTH" in hint["props"]["value"]

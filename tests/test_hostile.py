@@ -9,10 +9,12 @@ labels, nor hand out an export of the whole session.
 """
 from __future__ import annotations
 
+import inspect
 import json
 
 import pytest
 
+from tests import hostile_callers
 from tests.page_protocol import PageSession
 
 ADMIN_BUTTONS = {"class-add", "class-new", "class-remove-confirm", "trainer-start",
@@ -195,3 +197,173 @@ def test_the_labeler_page_hides_admin_controls(guarded_app):
         controls, labeler_note = shown[load["outputs"].index(note) - 1], \
             shown[load["outputs"].index(note)]
         assert controls["visible"] is admin and labeler_note["visible"] is not admin
+
+
+# ---- declared actions, and the four hostile callers generated from them ----------------------
+def undeclared(cls) -> set[str]:
+    """Public methods of a Service class that declare no role (and are not named as helpers
+    that take no caller)."""
+    from hitl.service import declared_actions
+    public = {name for name, value in inspect.getmembers(cls)
+              if not name.startswith("_") and callable(value)}
+    return public - set(declared_actions(cls)) - set(cls.NOT_ACTIONS)
+
+
+def test_every_public_service_method_declares_its_role():
+    from hitl.service import Service, action, declared_actions
+    assert undeclared(Service) == set()
+    roles = declared_actions(Service)
+    assert set(roles.values()) <= {"anyone", "labeler", "admin"}
+    assert roles["reset"] == roles["add_class"] == "admin"
+    assert roles["review_batch"] == roles["undo_page"] == roles["suspects"] == "labeler"
+
+    class Sloppy(Service):  # the check sees a method that forgot its declaration
+        def wipe(self, caller):
+            return {}
+
+        @action("admin")
+        def wipe_properly(self, caller):
+            return {}
+    assert undeclared(Sloppy) == {"wipe"}
+
+
+@pytest.fixture
+def signed_in(app_factory, monkeypatch):
+    """sign_in(app, name): a page session signed in with Hugging Face as `name` (Gradio's
+    mocked OAuth routes stand in for hf.co, as in tests/test_hf_signin.py)."""
+    import time
+
+    import gradio.oauth
+    info = {"access_token": "mock", "token_type": "bearer", "expires_in": 3600,
+            "scope": "openid profile", "expires_at": int(time.time()) + 3600,
+            "userinfo": {"preferred_username": "nobody", "orgs": []}}
+    monkeypatch.setattr(gradio.oauth, "_get_mocked_oauth_info", lambda: info)
+
+    def sign_in(app, name: str) -> PageSession:
+        info["userinfo"] = {"preferred_username": name, "orgs": []}
+        page = PageSession(app.url)
+        assert page.http.get("login/huggingface", follow_redirects=True).status_code == 200
+        session = next(c for c in page.http.cookies.jar if c.name == "session")
+        page.http.cookies.set("session", session.value)  # Secure cookie over http
+        return page
+    return sign_in
+
+
+@pytest.fixture(params=hostile_callers.KINDS)
+def hostile(request, app_factory, signed_in):
+    app, page, gr_request = hostile_callers.launch(request.param, app_factory, signed_in)
+    labeled, leased = hostile_callers.admin_work(app)
+    return hostile_callers.Hostile(request.param, app, page, labeled, leased, gr_request)
+
+
+def test_every_declared_action_as_each_hostile_caller(hostile):
+    """In-process, with the caller the server makes of this visitor's request: a guest is
+    refused everything and changes nothing (not even a lease); the others are labelers at
+    most — every admin action is refused, and nobody else's work changes."""
+    from hitl.errors import HitlError, Refused
+    service, app = hostile.service, hostile.app
+    caller = service.caller_of(hostile.request)
+    assert caller.role == ("guest" if hostile.refuses_everything else "labeler"), caller
+    before, protected = hostile_callers.everything(app), \
+        hostile_callers.protected(app, caller.name)
+    calls = hostile_callers.generated_calls(hostile)
+    assert len(calls) >= 35
+    for name, role, args in calls:
+        try:
+            answer = getattr(service, name)(caller, *args)
+        except Refused as exc:
+            assert exc.status == 403 and "\n" not in str(exc)
+            answer = None
+        except HitlError as exc:  # bad input or a conflict: allowed only to labelers
+            assert not hostile.refuses_everything and role != "admin", (name, exc)
+            answer = None
+        if hostile.refuses_everything or role == "admin":
+            assert answer is None, f"{name} answered {hostile.kind}: {answer!r:.200}"
+        if hostile.refuses_everything:
+            assert hostile_callers.everything(app) == before, f"{name} changed the session"
+        now = hostile_callers.protected(app, caller.name)
+        changed = {k for k in protected if protected[k] != now[k]}
+        assert not changed, f"{name} as {hostile.kind} changed {changed}"
+
+
+def test_every_rest_route_as_each_hostile_caller(hostile):
+    """Every route of the REST router, over HTTP as this visitor: a guest gets 403 for each;
+    the others never an admin change, never another's work, never a server error."""
+    app, http = hostile.app, hostile.page.http
+    before = hostile_callers.everything(app)
+    who = hostile.service.caller_of(hostile.request).name
+    protected = hostile_callers.protected(app, who)
+    calls = hostile_callers.rest_calls(hostile)
+    assert len(calls) > 30
+    for method, path, body in calls:
+        answer = http.request(method, path.lstrip("/"), json=body,
+                              params={"class_name": "circle"})  # /review needs one
+        # never a server error; 503 is "not now" (no cached features yet for /similar)
+        assert answer.status_code < 500 or answer.status_code == 503, \
+            (method, path, answer.text[:200])
+        if hostile.refuses_everything:
+            assert answer.status_code == 403, (method, path, answer.text[:200])
+            assert hostile_callers.everything(app) == before, f"{method} {path} changed it"
+        now = hostile_callers.protected(app, who)
+        changed = {k for k in protected if protected[k] != now[k]}
+        assert not changed, f"{method} {path} as {hostile.kind} changed {changed}"
+    for method, path in (("POST", "classes"), ("DELETE", "classes/circle")):
+        refused = http.request(method, "api/v1/" + path, json={"name": "zebra"})
+        assert refused.status_code == 403, refused.text
+
+
+def test_every_api_endpoint_and_board_function_as_each_hostile_caller(hostile):
+    """gr.api endpoints (through the queue, as gradio_client sends them) and the boards'
+    server functions, as this visitor: the guest gets a refusal from each; nobody an admin
+    change or another's work."""
+    app, page = hostile.app, hostile.page
+    who = hostile.service.caller_of(hostile.request).name
+    before, protected = hostile_callers.everything(app), hostile_callers.protected(app, who)
+    known = hostile_callers.values(hostile) | {"mask_png": "aGk=", "band": None}
+    api = api_functions(app)
+    endpoints = [e for e in page.events if e.get("api_name") in api]
+    assert {e["api_name"] for e in endpoints} >= {"reset_session", "review_batch",
+                                                   "undo", "annotate", "suspects"}
+    for event in endpoints:
+        params = [p for p in inspect.signature(api[event["api_name"]]).parameters.values()
+                  if p.name != "request"]
+        args = [known.get(p.name, None if p.default is p.empty else p.default) for p in params]
+        result = page.call(event["id"], args)
+        text = json.dumps(result.get("output"))
+        if hostile.refuses_everything:
+            assert "may not label here" in text, (event["api_name"], text[:200])
+            assert hostile_callers.everything(app) == before, event["api_name"]
+        if event["api_name"] == "reset_session":
+            assert "Only an admin" in text or "may not label here" in text, text[:200]
+        now = hostile_callers.protected(app, who)
+        changed = {k for k in protected if protected[k] != now[k]}
+        assert not changed, f"/{event['api_name']} as {hostile.kind} changed {changed}"
+    for component_id, name in page.server_functions:
+        for data in hostile_payloads(hostile.labeled, hostile.leased)[:6]:
+            answer = page.call_server(component_id, name, data)
+            if hostile.refuses_everything:
+                assert answer.get("ok") is False and "may not label" in answer["error"], \
+                    (name, answer)
+                assert hostile_callers.everything(app) == before, name
+            now = hostile_callers.protected(app, who)
+            assert now == protected, f"{name} as {hostile.kind} changed the session"
+
+
+def api_functions(app) -> dict:
+    """api_name -> function of every gr.api endpoint (hitl/api.py) of the running app."""
+    return {f.api_name: f.fn for f in app.demo.fns.values()
+            if getattr(f.fn, "__module__", "") == "hitl.api" and f.api_name}
+
+
+def test_every_page_event_as_a_guest(app_factory, signed_in):
+    """A guest of Sign in with Hugging Face posting every event of the page: nothing of the
+    session changes, and nothing of it is shown (not who labeled what, not the stats)."""
+    app, page, _ = hostile_callers.launch("guest", app_factory, signed_in)
+    labeled, leased = hostile_callers.admin_work(app)
+    before = hostile_callers.everything(app)
+    words = ["circle", str(labeled[0]), labeled[0]]
+    for event in page.events:
+        for args in page.argument_sets(event, words, limit=2):
+            text = json.dumps(page.call(event["id"], args).get("output"))
+            assert "ann: 3" not in text, f"event {event['id']} showed the stats"
+            assert hostile_callers.everything(app) == before, f"event {event['id']} changed it"

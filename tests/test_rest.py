@@ -81,7 +81,7 @@ def test_classification_round_trip(app_factory):
         # asking again gives the same image (its lease is kept, nothing is written)
         assert api.get("/next", params={"strategy": "sequential"}).json()["image_id"] == 3
         bad = api.put("/images/3/label", json={"label": "circle", "next_strategy": "best"})
-        assert bad.status_code == 400 and app.session.store.label_of(3) is None
+        assert bad.status_code == 422 and app.session.store.label_of(3) is None
         minority = api.put("/images/4/label", json={"label": "circle",
                                                      "next_strategy": "minority"})
         assert minority.json()["next"]["image_id"] not in (None, 4)
@@ -114,9 +114,9 @@ def test_bad_input_and_unknown_ids(app_factory):
         missing = api.put("/images/9999/label", json={"label": "circle"})
         assert missing.status_code == 404
         bad_class = api.put("/images/1/label", json={"label": "no such class"})
-        assert bad_class.status_code == 400 and "no class named" in bad_class.json()["error"]
+        assert bad_class.status_code == 404 and "no class named" in bad_class.json()["error"]
         bad_strategy = api.get("/next", params={"strategy": "best"})
-        assert bad_strategy.status_code == 400
+        assert bad_strategy.status_code == 422
         assert bad_strategy.json()["error"].startswith("Unknown strategy 'best'")
         no_body = api.put("/images/1/label", json={})
         assert no_body.status_code == 422 and no_body.json() == {"error": "label: Field required"}
@@ -127,10 +127,10 @@ def test_bad_input_and_unknown_ids(app_factory):
         assert not_int.status_code == 422 and not_int.json()["error"].startswith("path.image_id")
         assert api.get("/predictions", params={"limit": -1}).status_code == 422
         assert api.get("/nowhere").status_code == 404
-        assert api.post("/undo").status_code == 400  # nothing to undo
+        assert api.post("/undo").status_code == 409  # nothing to undo
         # a mask on a classification session: refused with the task-lock message
         locked = api.put("/images/1/mask", content=png_bytes(np.zeros((4, 4))))
-        assert locked.status_code == 400
+        assert locked.status_code == 409
 
 
 def test_segmentation_masks(app_factory):
@@ -155,12 +155,12 @@ def test_segmentation_masks(app_factory):
         assert np.array_equal(np.array(Image.open(io.BytesIO(back.content))), mask)
         assert api.get(f"/images/{image_id}").json()["label"] == "mask"
         wrong_size = api.put(f"/images/{image_id}/mask", content=png_bytes(np.ones((3, 5))))
-        assert wrong_size.status_code == 400 and "the image is" in wrong_size.json()["error"]
+        assert wrong_size.status_code == 422 and "the image is" in wrong_size.json()["error"]
         rgb = io.BytesIO()
         Image.new("RGB", (w, h)).save(rgb, format="PNG")
-        assert api.put(f"/images/{image_id}/mask", content=rgb.getvalue()).status_code == 400
+        assert api.put(f"/images/{image_id}/mask", content=rgb.getvalue()).status_code == 422
         garbage = api.put(f"/images/{image_id}/mask", content=b"not a png")
-        assert garbage.status_code == 400
+        assert garbage.status_code == 422
         assert garbage.json()["error"].startswith("The mask must be a PNG")
 
 
@@ -238,7 +238,9 @@ def test_without_logins_only_local_clients(session_factory):
 
     from hitl.rest import ApiError, Gate
     from hitl.rest_service import RestView
-    service = RestView(session_factory(train=False))
+    from hitl.service import Service
+    session = session_factory(train=False)
+    service = RestView(session, Service(session))
 
     def request(host: str) -> Request:
         return Request({"type": "http", "headers": [], "client": (host, 5000)})
@@ -300,4 +302,4 @@ def test_roles_apply_through_the_service(app_factory, tmp_path):
         removed = api.delete("/classes/circle", headers=ann)
         assert removed.status_code == 200 and removed.json()["labels"] == 1
         # undo is the caller's own: ann has no label to undo, bob's label went with its class
-        assert api.post("/undo", headers=ann).status_code == 400
+        assert api.post("/undo", headers=ann).status_code == 409

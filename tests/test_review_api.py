@@ -57,9 +57,9 @@ def test_review_routes_over_rest(app_factory):
         assert sorted(store.labeled_pairs()[0].tolist()) == sorted(shown[:4])
         again = api.post("/review/accept", json={"image_ids": shown, "class_name": "circle"})
         assert again.status_code == 400 and "out of date" in again.json()["error"]
-        assert api.get("/review", params={"class_name": "nope"}).status_code == 400
+        assert api.get("/review", params={"class_name": "nope"}).status_code == 404
         assert api.get("/suspects").json()["items"] == []
         assert api.post(f"/suspects/{shown[0]}/keep").status_code == 200
-        assert api.post(f"/suspects/{shown[4]}/remove").status_code == 400  # it has no label
+        assert api.post(f"/suspects/{shown[4]}/remove").status_code == 409  # it has no label
         assert api.get("/images/99999/similar").status_code == 404
         assert "/review/accept" in api.get("/openapi.json").json()["paths"]

@@ -1,11 +1,12 @@
 """The service layer in-process: a labeler is refused every admin action and changes nothing;
-an admin may; wrong types answer {ok: false} in one line."""
+an admin may; refusals and wrong values are typed errors of one line."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
+from hitl.errors import BadInput, Conflict, HitlError, NotFound, Refused
 from hitl.service import Caller, Service
 
 ADMIN = Caller("ann", "admin")
@@ -40,9 +41,9 @@ def test_labeler_is_refused_every_admin_action(session_factory, action):
     view = service.next_image(LABELER, "classification", "sequential")
     assert service.annotate(LABELER, view["image_id"], "circle")["ok"]
     before = snapshot(session)
-    result = getattr(service, action)(LABELER, *ADMIN_ACTIONS[action])
-    assert result["ok"] is False and "Only an admin" in result["error"], result
-    assert "\n" not in result["error"]
+    with pytest.raises(Refused, match="Only an admin") as refused:
+        getattr(service, action)(LABELER, *ADMIN_ACTIONS[action])
+    assert "\n" not in str(refused.value) and refused.value.status == 403
     assert snapshot(session) == before
 
 
@@ -54,17 +55,26 @@ def test_admin_may_manage_classes_and_trainer(session_factory):
     assert service.move_class(ADMIN, "okapi", -1)["position"] == len(session.store.classes()) - 1
     assert service.remove_class(ADMIN, "okapi")["ok"]
     assert session.store.class_by_name("okapi") is None
-    assert not service.reset(ADMIN, "yes")["ok"]  # only a real True confirms
-    assert not service.configure_trainer(ADMIN, "no_such_net", "frozen", "test_resnet", 64)["ok"]
+    with pytest.raises(BadInput):
+        service.reset(ADMIN, "yes")  # only a real True confirms
+    with pytest.raises(BadInput, match="not a timm model"):
+        service.configure_trainer(ADMIN, "no_such_net", "frozen", "test_resnet", 64)
+    with pytest.raises(NotFound):
+        service.remove_class(ADMIN, "okapi")
 
 
 def test_calls_without_a_caller_or_with_bad_values_answer_one_line(session_factory):
     session = session_factory(task="classification", train=False)
     service = Service(session)
-    assert service.annotate("local", 1, "circle") == {
-        "ok": False, "error": "No caller: every action needs to know who asks."}
-    huge = service.annotate(ADMIN, 1, "x" * 1_000_000)
-    assert not huge["ok"] and len(huge["error"]) < 400
+    with pytest.raises(Refused, match="No caller: every action needs to know who asks."):
+        service.annotate("local", 1, "circle")
+    with pytest.raises(NotFound) as huge:
+        service.annotate(ADMIN, 1, "x" * 1_000_000)
+    assert len(str(huge.value)) < 400
+    with pytest.raises(BadInput, match="image_id must be a whole number"):
+        service.skip(ADMIN, "seven")
+    with pytest.raises(Conflict, match="Nothing to undo"):
+        service.undo(ADMIN)
 
 
 def test_own_work_stays_own(session_factory):
@@ -73,14 +83,16 @@ def test_own_work_stays_own(session_factory):
     alice, bob = Caller("alice", "labeler"), LABELER
     shown = service.next_image(alice, "classification", "sequential")["image_id"]
     # leased to alice: bob may not label or skip it
-    refused = service.annotate(bob, shown, "square")
-    assert not refused["ok"] and "alice" in refused["error"]
-    assert not service.skip(bob, shown)["ok"]
+    with pytest.raises(HitlError, match="alice"):
+        service.annotate(bob, shown, "square")
+    with pytest.raises(HitlError):
+        service.skip(bob, shown)
     assert service.annotate(alice, shown, "circle")["ok"]
     # alice's label: bob may not change it, an admin may (and it is recorded as theirs)
-    refused = service.annotate(bob, shown, "square")
-    assert refused["error"] == f"Image {shown} was labeled by alice; only they or an admin can " \
-                               "change it."
+    with pytest.raises(Refused) as refused:
+        service.annotate(bob, shown, "square")
+    assert str(refused.value) == f"Image {shown} was labeled by alice; only they or an admin " \
+                                 "can change it."
     assert service.annotate(ADMIN, shown, "square")["ok"]
     frame = session.store.label_rows().set_index("image_id")
     assert frame.loc[shown, "user"] == "ann"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from app import parse_settings
@@ -68,3 +69,34 @@ def test_space_without_persistent_storage_warns(tmp_path, monkeypatch):
     assert "persistent storage" in space_warning(settings)
     settings.session_dir = Path("/data/session")
     assert space_warning(settings) is None
+
+
+def test_who_is_admin_without_logins(tmp_path):
+    """Only a launch for this machine alone makes anonymous callers admins; a Space, a share
+    link or a public address makes them labelers; logins decide where there are some."""
+    from hitl.access import Access
+
+    def anonymous(argv, env=None):
+        settings, _ = parse_settings(["--session", str(tmp_path / "s"), *argv], env=env or {})
+        return Access.from_settings(settings).anonymous_role
+
+    assert anonymous([]) == "admin"  # python app.py: the quick start
+    assert anonymous(["--host", "0.0.0.0", "--no-rest"]) == "labeler"
+    assert anonymous(["--share", "--allow-anonymous"]) == "labeler"
+    assert anonymous([], {"SPACE_ID": "someone/hitl"}) == "labeler"
+    assert anonymous(["--auth", "ann:pw"]) == "labeler"
+    owner = parse_settings(["--session", str(tmp_path / "s")], env={
+        "SPACE_ID": "someone/hitl", "SPACE_AUTHOR_NAME": "someone", "OAUTH_CLIENT_ID": "x"})[0]
+    access = Access.from_settings(owner)
+    assert access.hf.role_of("someone") == "admin" and access.hf.role_of("eve") == "labeler"
+    assert access.anonymous_role == "labeler"
+
+
+def test_hf_users_on_a_space_without_hf_oauth_is_one_line(tmp_path, capsys):
+    env = {"SPACE_ID": "someone/hitl", "HITL_HF_USERS": "bob"}
+    with pytest.raises(SystemExit) as stop:
+        parse_settings(["--session", str(tmp_path / "s")], env=env)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "hf_oauth: true" in err
+    ok, _ = parse_settings(["--session", str(tmp_path / "s")], env=env | {"OAUTH_CLIENT_ID": "x"})
+    assert ok.hf_users == ["bob"] and ok.hf_oauth

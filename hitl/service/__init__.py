@@ -2,23 +2,24 @@
 
 Any logged-in client can run any page event through `/gradio_api/queue/join` with its
 `fn_index`, so hiding a button protects nothing: every public method here takes the `Caller`
-first, checks their role, validates its arguments and answers a plain dict —
-`{"ok": False, "error": "one line"}` on refusal or bad input, never an exception.
+first and declares the role it needs (`@action`, hitl/service/guard.py), which is checked
+before anything is read or changed. It answers a plain dict, or raises a typed error
+(hitl/errors.py) that each entry point turns into its own shape (hitl/adapters.py).
 """
 from __future__ import annotations
 
 import atexit
-import threading
 from pathlib import Path
 
 from hitl.access import Access
+from hitl.errors import Refused
 from hitl.export_leftovers import remove_stale_workdirs
 from hitl.locks import ordered_lock
-from hitl.review import ReviewService
 from hitl.service.admin import Admin
 from hitl.service.guard import (
     ACTIONS,
     ADMIN,
+    ANYONE,
     EXPORT_KEEP_S,
     IMPORT_USER,
     LABELER,
@@ -28,20 +29,22 @@ from hitl.service.guard import (
     RESET_COOLDOWN_S,
     ROLES,
     Caller,
-    Refused,
-    admin_only,
-    answer,
+    action,
+    declared_actions,
     mask_from_png,
     one_line,
-    require,
 )
 from hitl.service.labeling import Labeling
+from hitl.service.review import ReviewService
 from hitl.session import Session
 
 
 class Service(Labeling, Admin, ReviewService):
     """Labeling, classes, trainer and session changes for one Session, guarded by role; the
-    review methods (hitl/review.py) are mixed in."""
+    review actions (hitl/service/review.py) are mixed in."""
+
+    # public methods that are not actions: they take no caller and change nothing
+    NOT_ACTIONS = ("caller_of", "task")
 
     def __init__(self, session: Session, access: Access | None = None):
         self.session = session
@@ -49,7 +52,6 @@ class Service(Labeling, Admin, ReviewService):
         self._reset_lock = ordered_lock("service.reset")
         self._last_reset = 0.0
         self._exports: list[Path] = []
-        self._mask_slots = threading.BoundedSemaphore(MASK_DECODES_AT_ONCE)
         atexit.register(self._prune_exports, 0)
         remove_stale_workdirs(EXPORT_KEEP_S)  # what a killed app left (hitl/export_leftovers.py)
 
@@ -64,9 +66,9 @@ class Service(Labeling, Admin, ReviewService):
         if signed_in is not None:
             return Caller(*signed_in)
         name = getattr(request, "username", None) if request is not None else None
-        if not name:
-            name = self.access.anonymous_name(request)
-        return Caller(name, self.access.role_of(name))
+        if name:
+            return Caller(name, self.access.role_of(name))
+        return Caller(self.access.anonymous_name(request), self.access.anonymous_role)
 
 
 __all__ = [
@@ -80,14 +82,14 @@ __all__ = [
     "RESET_COOLDOWN_S",
     "EXPORT_KEEP_S",
     "MASK_DECODES_AT_ONCE",
+    "ANYONE",
     "Caller",
     "Refused",
-    "answer",
-    "admin_only",
+    "action",
+    "declared_actions",
     "ACTIONS",
     "one_line",
     "PNG_SIGNATURE",
     "MASK_PNG_MAX_BYTES",
     "mask_from_png",
-    "require",
 ]

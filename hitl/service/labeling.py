@@ -7,16 +7,17 @@ import time
 import numpy as np
 
 from hitl import strategies
+from hitl.errors import BadInput, Conflict, NotFound, Refused
 from hitl.seen import check_seen
 from hitl.service.guard import (
     IMPORT_USER,
+    LABELER,
     Caller,
-    Refused,
-    answer,
+    action,
     mask_from_png,
     one_line,
+    whole,
 )
-from hitl.store import StoreError
 from hitl.tasks import TASKS, current_task, get_task
 
 
@@ -28,7 +29,7 @@ class Labeling:
         """The session's task; before the first label, the registry's default (hitl/tasks)."""
         return current_task(self.store.task()).name
 
-    @answer
+    @action(LABELER)
     def view(self, caller: Caller, image_id: int | None, task: str, note: str | None = None,
              strategy: str | None = None) -> dict:
         """Everything the page shows about one image (or the 'nothing left' state)."""
@@ -42,7 +43,7 @@ class Labeling:
                     "strategy": strategy}
         state = self.store.image_state(int(image_id))
         if state is None:
-            raise StoreError(f"There is no image with id {image_id}.")
+            raise NotFound(f"There is no image with id {image_id}.")
         row = state["row"]
         view = {"image_id": row.id, "filename": row.filename, "width": row.width,
                 "height": row.height, "readable": row.readable, "error": row.error,
@@ -51,7 +52,7 @@ class Labeling:
         get_task(task).describe(view, state, self.store.classes())
         return view
 
-    @answer
+    @action(LABELER)
     def next_image(self, caller: Caller, task: str, strategy: str,
                    class_name: str | None = None, exclude=(), keep_leases: bool = False) -> dict:
         """Pick, lease and describe the next image; falls back (and says so) when a strategy
@@ -59,7 +60,7 @@ class Labeling:
         and keeps their leases."""
         user = caller.name
         if task not in TASKS:
-            raise StoreError(f"Unknown task {one_line(task, 40)!r}.")
+            raise BadInput(f"Unknown task {one_line(task, 40)!r}.")
         chosen = TASKS[task].strategies[strategy]
         pool = TASKS[task].open_pool(self.store, user)
         if pool is None:
@@ -85,9 +86,10 @@ class Labeling:
         return self._view(None, task, note="Every remaining image is being labeled by someone "
                                            "else right now.", strategy=strategy)
 
-    @answer
+    @action(LABELER)
     def open_image(self, caller: Caller, image_id: int, task: str) -> dict:
         """Open any image by id (go to id, arrows); keeps it leased while it is on screen."""
+        image_id = whole(image_id, "image_id")
         return self._open(caller, int(image_id), task)
 
     def _open(self, caller: Caller, image_id: int, task: str) -> dict:
@@ -99,7 +101,7 @@ class Labeling:
             self.store.renew_lease(image_id, caller.name, self.session.settings.lease_seconds)
         return view
 
-    @answer
+    @action(LABELER)
     def neighbour(self, caller: Caller, image_id: int | None, step: int, task: str) -> dict:
         """The previous or next image by id."""
         start = 0 if image_id is None and step > 0 else image_id
@@ -112,46 +114,58 @@ class Labeling:
             return view
         return self._open(caller, target, task)
 
-    @answer
+    @action(LABELER)
+    def image_file(self, caller: Caller, image_id: int) -> dict:
+        """Where an image's file is, for the routes that send it (never shown to anyone)."""
+        image_id = whole(image_id, "image_id")
+        row = self.store.image(image_id)
+        if row is None:
+            raise NotFound(f"There is no image with id {image_id}.")
+        return {"path": row.path, "filename": row.filename}
+
+    @action(LABELER)
     def keep_lease(self, caller: Caller, image_id: int) -> dict:
         """The page's timer: keep the image on screen reserved for the one who sees it."""
+        image_id = whole(image_id, "image_id")
         kept = self.store.renew_lease(int(image_id), caller.name,
                                       self.session.settings.lease_seconds)
         return {"kept": bool(kept)}
 
-    @answer
+    @action(LABELER)
     def leave(self, caller: Caller, image_ids: list[int] | None = None) -> dict:
         """A labeler who closes the page frees the images they were shown (or, given ids,
         those the page no longer holds ready)."""
         self.store.release_leases(caller.name, image_ids)
         return {}
 
-    @answer
+    @action(LABELER)
     def mask_positions(self, caller: Caller, image_id: int) -> dict:
         """The stored mask as class positions (1-based), for the editor and the API."""
+        image_id = whole(image_id, "image_id")
         return {"positions": self.store.mask_positions(int(image_id))}
 
-    @answer
+    @action(LABELER)
     def predicted_mask(self, caller: Caller, image_id: int) -> dict:
         """The model's mask (class positions 1..K), class fractions, model version."""
+        image_id = whole(image_id, "image_id")
         if self.store.image(int(image_id)) is None:
-            raise StoreError(f"There is no image with id {image_id}.")
+            raise NotFound(f"There is no image with id {image_id}.")
         result = self.session.trainer.predicted_mask(int(image_id))
         if result is None:
-            return {"ok": False, "mask": None, "error": "No predicted mask for this image yet "
-                    "(no segmentation model, or it is being computed: ask again shortly)."}
+            raise NotFound("No predicted mask for this image yet (no segmentation model, or "
+                           "it is being computed: ask again shortly).")
         names = {c.id: c.name for c in self.store.classes()}
         return {"mask": result["mask"], "class_ids": result["class_ids"],
                 "fractions": {names.get(cid, str(cid)): f for cid, f in
                               zip(result["class_ids"], result["fractions"])},
                 "model_version": result["model_version"]}
 
-    @answer
+    @action(LABELER)
     def stats(self, caller: Caller, live_window: int = 50) -> dict:
         """Counts, model version, training state and validation numbers."""
         return get_task(self.task()).stats(self.session, int(live_window))
 
-    @answer
+    @action(LABELER)
     def predictions(self, caller: Caller, limit: int = 100) -> dict:
         """Current class predictions, by image id."""
         frame = self.store.predictions_frame(int(limit))
@@ -160,7 +174,7 @@ class Labeling:
              "probability": float(r.probability), "model_version": int(r.model_version)}
             for r in frame.itertuples()]}
 
-    @answer
+    @action(LABELER)
     def classes(self, caller: Caller) -> dict:
         """Class names in order (mask value k is the k-th name), with colours and counts."""
         counts = self.store.label_counts()
@@ -171,7 +185,7 @@ class Labeling:
     def _require_task(self, task: str, user: str) -> None:
         message = self.session.task_message(task)
         if message:
-            raise StoreError(message)
+            raise Conflict(message)
         self.session.lock_task(task, user)
 
     def _may_change(self, caller: Caller, image_ids) -> None:
@@ -197,7 +211,7 @@ class Labeling:
         self._require_task(task, caller.name)
         row = self.store.image(int(image_id))
         if row is None:
-            raise StoreError(f"There is no image with id {image_id}.")
+            raise NotFound(f"There is no image with id {image_id}.")
         self._may_change(caller, [image_id])
         return row
 
@@ -206,7 +220,7 @@ class Labeling:
         self._may_annotate(caller, image_id, revision, "classification")
         cls = self.store.class_by_name(str(label))
         if cls is None:
-            raise StoreError(f"There is no class named {one_line(label, 80)!r}.")
+            raise NotFound(f"There is no class named {one_line(label, 80)!r}.")
         return cls
 
     def _shown(self, image_id: int) -> dict:
@@ -215,20 +229,22 @@ class Labeling:
         return {"shown_class_id": None if pred is None else pred[0],
                 "shown_model_version": None if pred is None else pred[2]}
 
-    @answer
+    @action(LABELER)
     def annotate(self, caller: Caller, image_id: int, label: str,
                  revision: int | None = None) -> dict:
         """Label one image with a class name; the prediction shown is kept for live accuracy.
         A page sends the class-list revision its buttons were drawn from: stale is refused."""
+        image_id = whole(image_id, "image_id")
         cls = self._label_class(caller, image_id, label, revision)
         self.store.set_label(int(image_id), cls.id, caller.name, **self._shown(image_id))
         return {"ok": True, "image_id": int(image_id), "label": cls.name}
 
-    @answer
+    @action(LABELER)
     def annotate_next(self, caller: Caller, image_id: int, label: str, strategy: str,
                       class_name: str | None = None, revision: int | None = None) -> dict:
         """Label one image and return the next one: the label and the next image's lease are
         one transaction where the strategy's order does not depend on the label just made."""
+        image_id = whole(image_id, "image_id")
         user = caller.name
         cls = self._label_class(caller, image_id, label, revision)
         chosen = get_task("classification").strategies[strategy]
@@ -245,49 +261,53 @@ class Labeling:
                      else self.next_image(caller, "classification", strategy, class_name))
         return {"ok": True, "image_id": int(image_id), "label": cls.name, "next": following}
 
-    @answer
+    @action(LABELER)
     def annotate_positions(self, caller: Caller, image_id: int, positions: np.ndarray,
                            revision: int | None = None) -> dict:
         """Save a mask whose pixels hold class positions (1-based, 0 = unlabeled); a page
         sends the class-list revision its brush colours came from: stale is refused."""
+        image_id = whole(image_id, "image_id")
         row = self._may_annotate(caller, image_id, revision, "segmentation")
         positions = np.asarray(positions)
         if positions.shape != (row.height, row.width):
-            raise StoreError(f"The mask is {positions.shape[1]}x{positions.shape[0]} but the "
+            raise BadInput(f"The mask is {positions.shape[1]}x{positions.shape[0]} but the "
                              f"image is {row.width}x{row.height}.")
         pixels = self.store.set_mask_positions(int(image_id), positions, caller.name)
         return {"ok": True, "image_id": int(image_id), "labeled_pixels": pixels}
 
-    @answer
+    @action(LABELER)
     def annotate_mask_png(self, caller: Caller, image_id: int, data: bytes,
                           revision: int | None = None) -> dict:
         """Save a mask sent as an 8-bit PNG (0 = unlabeled, k = k-th class), checked against
         the image's size from its header before it is decoded."""
+        image_id = whole(image_id, "image_id")
         row = self.store.image(int(image_id))
         if row is None:
-            raise StoreError(f"There is no image with id {image_id}.")
+            raise NotFound(f"There is no image with id {image_id}.")
         self._may_change(caller, [image_id])
-        with self._mask_slots:  # whatever the route (gr.api, REST), few decodes at once
-            positions = mask_from_png(data, row.width, row.height)
-            return self.annotate_positions(caller, image_id, positions, revision)
+        if message := self.session.task_message("segmentation"):
+            raise Conflict(message)  # before any decoding
+        positions = mask_from_png(data, row.width, row.height)  # few at once: hitl/mask_png.py
+        return self.annotate_positions(caller, image_id, positions, revision)
 
-    @answer
+    @action(LABELER)
     def skip(self, caller: Caller, image_id: int, revision: int | None = None) -> dict:
         """Skip an image: strategies pass over it until undone."""
+        image_id = whole(image_id, "image_id")
         check_seen(self.store, caller.name, image_id, revision)
         if self.store.image(int(image_id)) is None:
-            raise StoreError(f"There is no image with id {image_id}.")
+            raise NotFound(f"There is no image with id {image_id}.")
         self._may_change(caller, [image_id])
         self.store.skip(int(image_id), caller.name)
         return {"ok": True, "image_id": int(image_id)}
 
-    @answer
+    @action(LABELER)
     def undo(self, caller: Caller) -> dict:
         """Undo the caller's own last action (a review page as a whole); what someone else
         changed since stays as they left it, and the answer says so."""
         done = self.store.undo_details(caller.name)
         if done is None:
-            return {"ok": False, "error": "Nothing to undo.", "image_id": None}
+            raise Conflict("Nothing to undo.")
         image_id = done["image_id"]
         self.store.renew_lease(image_id, caller.name, self.session.settings.lease_seconds)
         result = {"ok": True, "image_id": image_id}
@@ -297,29 +317,34 @@ class Labeling:
         return result
 
     # ---- review (hitl/review.py), with the same own-work rule ------------------------------
+    @action(LABELER)
     def accept_batch(self, caller: Caller, image_ids, class_name: str, rejected_ids=None,
-                     relabels: dict | None = None, *args, **kwargs) -> dict:
-        return self._guarded_review(caller, [*(image_ids or []), *(relabels or {})],
-                                    super().accept_batch, image_ids, class_name, rejected_ids,
-                                    relabels, *args, **kwargs)
+                     relabels: dict | None = None) -> dict:
+        self._may_change(caller, self._whole_ids([*(image_ids or []), *(relabels or {})]))
+        return super().accept_batch(caller, image_ids, class_name, rejected_ids, relabels)
 
-    def keep_suspect(self, caller: Caller, image_id: int, *args, **kwargs) -> dict:
-        return self._guarded_review(caller, [image_id], super().keep_suspect, image_id,
-                                    *args, **kwargs)
+    @action(LABELER)
+    def keep_suspect(self, caller: Caller, image_id: int, seen_label: str | None = None) -> dict:
+        image_id = whole(image_id, "image_id")
+        self._may_change(caller, self._whole_ids([image_id]))
+        return super().keep_suspect(caller, image_id, seen_label)
 
-    def remove_suspect(self, caller: Caller, image_id: int, *args, **kwargs) -> dict:
-        return self._guarded_review(caller, [image_id], super().remove_suspect, image_id,
-                                    *args, **kwargs)
+    @action(LABELER)
+    def remove_suspect(self, caller: Caller, image_id: int,
+                       seen_label: str | None = None) -> dict:
+        image_id = whole(image_id, "image_id")
+        self._may_change(caller, self._whole_ids([image_id]))
+        return super().remove_suspect(caller, image_id, seen_label)
 
-    def relabel_suspect(self, caller: Caller, image_id: int, *args, **kwargs) -> dict:
-        return self._guarded_review(caller, [image_id], super().relabel_suspect, image_id,
-                                    *args, **kwargs)
+    @action(LABELER)
+    def relabel_suspect(self, caller: Caller, image_id: int, class_name: str,
+                        seen_label: str | None = None) -> dict:
+        image_id = whole(image_id, "image_id")
+        self._may_change(caller, self._whole_ids([image_id]))
+        return super().relabel_suspect(caller, image_id, class_name, seen_label)
 
-    @answer
-    def _guarded_review(self, caller: Caller, image_ids, method, *args, **kwargs) -> dict:
-        try:
-            ids = [int(i) for i in image_ids]
-        except (TypeError, ValueError):
-            raise StoreError("Image ids must be whole numbers.") from None
-        self._may_change(caller, ids)
-        return method(caller, *args, **kwargs)
+    @staticmethod
+    def _whole_ids(image_ids) -> list[int]:
+        if not isinstance(image_ids, (list, tuple)):
+            raise BadInput("Image ids must be a list of whole numbers.")
+        return [whole(i, "Image ids") for i in image_ids]

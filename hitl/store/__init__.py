@@ -23,6 +23,9 @@ with HITL_LOCK_CHECK=1, as in the tests, an inversion raises LockOrderError):
   5. LeaseBook._lock         the reservations dict; calls nothing
   6. Trainer._lock           the trainer's status fields; calls nothing
   7. ChangeFeed's lock       counters only; a waiter reads the store after it let go
+The locks of hitl/ml (a feature cache, a fine-tuned model) and of the login files, the throttle
+and the mask decoder's slots are leaves: they are held only around their own data and never
+while calling into the store or the service.
 No lock is held while calling into code that may take an earlier one: the trainer waits on
 the feed, then reads what it wants; a load under the index lock reads but never writes.
 """

@@ -14,6 +14,7 @@ from hitl.locks import ordered_lock
 from hitl.store.common import (
     StoreError,
 )
+from hitl.store.faults import fault_of
 from hitl.store.feed import ChangeFeed
 from hitl.store.index import Index
 from hitl.store.lease_book import LeaseBook
@@ -84,8 +85,14 @@ class StoreBase:
                 try:
                     result = fn(cur, *args, **kwargs)
                     cur.execute("COMMIT")
-                except BaseException:
-                    cur.execute("ROLLBACK")
+                except BaseException as exc:
+                    try:  # a failed COMMIT has rolled back already: no transaction is left
+                        cur.execute("ROLLBACK")
+                    except duckdb.Error:
+                        pass
+                    fault = fault_of(exc)  # a full disk is a 507, not a reset connection
+                    if fault is not None:
+                        raise fault from exc
                     raise
                 return result
             finally:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from hitl import imaging
+from hitl.errors import BadInput, NotFound
 from hitl.store.common import (
     CLASS_COLUMNS,
     MAX_CLASSES,
@@ -85,11 +86,11 @@ class Classes:
         """A class's display colour (#rrggbb); the model and the masks are untouched."""
         value = str(colour or "").strip().lower()
         if not re.fullmatch(r"#[0-9a-f]{6}", value):
-            raise StoreError(f"{str(colour)[:40]!r} is not a colour: give #rrggbb.")
+            raise BadInput(f"{str(colour)[:40]!r} is not a colour: give #rrggbb.")
 
         def recolour(cur):
             if cur.execute("SELECT 1 FROM classes WHERE id = ?", [class_id]).fetchone() is None:
-                raise StoreError(f"There is no class with id {class_id}.")
+                raise NotFound(f"There is no class with id {class_id}.")
             cur.execute("UPDATE classes SET colour = ? WHERE id = ?", [value, class_id])
             self._event(cur, user, "class_colour", class_id=class_id, detail={"to": value})
         self._change(recolour, classes=True)

@@ -9,21 +9,19 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from hitl import api
-from hitl.access import BROWSER_ID_JS, Access
+from hitl.access import BROWSER_ID_JS
+from hitl.adapters import for_page
 from hitl.auth import Authenticator
 from hitl.bounded import BodyLimit
+from hitl.gradio_compat import launch_on
 from hitl.logins import FollowLogins
 from hitl.raw_calls import ForgetRawCalls
 from hitl.rest import PREFIX as REST_PREFIX
-from hitl.rest import gradio_cookie_user
 from hitl.server import Server
 from hitl.service import Service
-from hitl.session import Session
 from hitl.settings import Settings
-from hitl.starting import open_port
 from hitl.tasks import get_task
 from hitl.throttle import ClientAddress, LoginThrottle
-from hitl.tokens import TokenChecker
 from hitl.ui import classes, review, session_tab
 from hitl.ui.page_values import quiet_refused_values
 
@@ -45,14 +43,10 @@ def space_warning(settings: Settings) -> str | None:
     return None
 
 
-def build_app(session: Session, access: Access | None = None,
-              service: Service | None = None) -> gr.Blocks:
-    """The page and the API over one Service; roles come from `access` (default: from the
-    session's settings). `service`: one made already (app.py serves REST through it while
-    this page is built)."""
-    service = service or Service(session, access)
+def build_blocks(service: Service) -> gr.Blocks:
+    """The page and the Gradio API over one Service (hitl/app_build.py makes both once)."""
+    session = service.session
     with gr.Blocks(title="hitl") as demo:
-        demo.hitl_service = service  # the REST API (launch) answers through the same one
         gr.Markdown("## hitl — label while the model learns")
         if service.access.hf is not None:  # Sign in with Hugging Face (hitl/access.py)
             gr.LoginButton()
@@ -112,26 +106,21 @@ def build_app(session: Session, access: Access | None = None,
 
         def leave(request: gr.Request):
             """A labeler who closes the page frees the image they were shown."""
-            service.leave(service.caller_of(request))
+            for_page(service.leave, service.caller_of(request))
         demo.unload(leave)
     quiet_refused_values(demo)  # out-of-range page values: one log line, no traceback
     return demo
 
 
-def launch(demo: gr.Blocks, session: Session, auth=None, tokens: TokenChecker | None = None,
-           rest: bool | None = None, server: Server | None = None, **kwargs):
-    """Serve the page, Gradio's API and the REST API (hitl/rest.py) on one port; same options
-    for the CLI, the Space and the tests. `server`: the port app.py opened already
-    (hitl/starting.py); without it one opens here. Returns Gradio's (app, url, share_url)."""
-    settings = session.settings
-    if auth is None:
-        auth = Authenticator.from_settings(settings) or None
-    follow = [Middleware(FollowLogins, auth=auth, blocks=demo)] \
-        if isinstance(auth, Authenticator) else []  # auth file changes (hitl/logins.py)
-    if isinstance(auth, Authenticator):
-        auth = auth.check
-    if server is None:
-        server = open_port(session, getattr(demo, "hitl_service", None), auth, tokens, rest)
+def launch(demo: gr.Blocks, server: Server, service: Service,
+           auth: Authenticator | None = None, **kwargs) -> str:
+    """Plug the page and Gradio's API into `server` (hitl/starting.py: the port is open and
+    the REST API answers already); same options for the CLI, the Space and the tests.
+    `auth`: the logins (followed as the auth file changes, hitl/logins.py). Returns the local
+    URL."""
+    settings = service.session.settings
+    follow = [Middleware(FollowLogins, auth=auth, server=server, access=service.access)] \
+        if auth is not None else []
     demo.queue(default_concurrency_limit=8)
     app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
     address = ClientAddress(settings.forwarded_allow_ips, on_space=bool(os.environ.get("SPACE_ID")))
@@ -139,15 +128,16 @@ def launch(demo: gr.Blocks, session: Session, auth=None, tokens: TokenChecker | 
                                 Middleware(LoginThrottle, address=address), *follow,
                                 *(app_kwargs.get("middleware") or [])]
     if server.rest_api is not None:
-        server.rest_api.state.gate.cookie_user = gradio_cookie_user(demo)
         routes = list(app_kwargs.get("routes") or [])
         app_kwargs["routes"] = [Mount(REST_PREFIX, app=server.rest_api), *routes]
     try:
-        with server.gradio_launches_here():
-            return demo.launch(server_name=settings.host, server_port=settings.port,
-                               share=settings.share, auth=auth, head=HEAD, css=CSS,
-                               max_file_size=MAX_UPLOAD, footer_links=["api"],
-                               app_kwargs=app_kwargs, **kwargs)
-    except BaseException:  # a failed launch (or Ctrl-C in it) leaves no port open
+        with launch_on(server):
+            _, url, _ = demo.launch(server_name=settings.host, server_port=settings.port,
+                                    share=settings.share, head=HEAD, css=CSS,
+                                    auth=auth.check if auth is not None else None,
+                                    max_file_size=MAX_UPLOAD, footer_links=["api"],
+                                    app_kwargs=app_kwargs, prevent_thread_lock=True, **kwargs)
+            return url
+    except BaseException:  # a failed launch (or a stop in it) leaves no port open
         server.close()
         raise

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from hitl.service import Service, one_line, require
-from hitl.store import StoreError
+from hitl.adapters import for_board
+from hitl.errors import BadInput, Conflict, HitlError
+from hitl.service import LABELER, Service
+from hitl.service.guard import check_role
 from hitl.ui.board_state import empty_state, progress
 from hitl.ui.common import page_request, parse_id
 
@@ -72,16 +74,20 @@ def controls(prefix: str, strategies: tuple[str, ...] | list[str]) -> str:
 
 
 def server_function(service: Service, name: str):
-    """Wrap fn(data, caller) -> dict as a board's server function called `name`."""
+    """Wrap fn(data, caller) -> dict as a board's server function called `name`; a refusal
+    is answered by the board adapter (hitl/adapters.py)."""
     def wrap(fn: Callable[[dict, object], dict]):
         def run(data, request: gr.Request):
             try:
                 caller = service.caller_of(page_request(request))
+                check_role(caller, LABELER, name)  # every board function is labeling
                 return {"ok": True, **fn(data if isinstance(data, dict) else {}, caller)}
-            except (StoreError, ValueError, TypeError) as exc:
-                return {"ok": False, "error": one_line(str(exc))}
+            except HitlError as exc:
+                return for_board(exc)
+            except (ValueError, TypeError) as exc:  # a page script's junk, not a refusal
+                return for_board(BadInput(f"Bad request: {exc}"))
             except OverflowError:  # an id past int64 (the database's BIGINT)
-                return {"ok": False, "error": "A number the page sent is out of range."}
+                return for_board(BadInput("A number the page sent is out of range."))
         run.__name__ = name
         return run
     return wrap
@@ -112,9 +118,9 @@ def functions(service: Service, task: str, prefix: str, item: Callable[[dict, ob
         exclude = [int(i) for i in data.get("exclude") or []]
         items, note, state = [], None, None
         for _ in range(max(1, min(int(data.get("n") or 1), MAX_TAKE))):
-            view = require(service.next_image(caller, task, str(data.get("strategy") or ""),
-                                              data.get("class_name") or None,
-                                              exclude=exclude, keep_leases=True))
+            view = service.next_image(caller, task, str(data.get("strategy") or ""),
+                                      data.get("class_name") or None,
+                                      exclude=exclude, keep_leases=True)
             if view.get("image_id") is None:
                 if not items:
                     state, note = empty_state(session, task, caller.name, exclude)
@@ -126,34 +132,34 @@ def functions(service: Service, task: str, prefix: str, item: Callable[[dict, ob
     @fn("release")
     def release(data, caller):
         """Images the page no longer holds ready (the strategy changed)."""
-        return require(service.leave(caller, [int(i) for i in data.get("ids") or []]))
+        return service.leave(caller, [int(i) for i in data.get("ids") or []])
 
     @fn("act")
     def do(data, caller):
         message = session.task_message(task)
         if message:
-            raise StoreError(message)
+            raise Conflict(message)
         if data.get("image_id") is None:
-            raise StoreError("No image.")
+            raise BadInput("No image.")
         return act(data, caller)
 
     @fn("undo")
     def undo(data, caller):
-        result = require(service.undo(caller))
-        view = require(service.open_image(caller, result["image_id"], task))
+        result = service.undo(caller)
+        view = service.open_image(caller, result["image_id"], task)
         return {"item": item(view, caller)}
 
     @fn("open")
     def open_image(data, caller):
         if data.get("step"):
             start = data.get("from")
-            view = require(service.neighbour(caller, None if start is None else int(start),
-                                             int(data["step"]), task))
+            view = service.neighbour(caller, None if start is None else int(start),
+                                     int(data["step"]), task)
         else:
             image_id = parse_id(data.get("image_id"))
             if image_id is None:
-                raise StoreError(f"'{data.get('image_id')}' is not an image id (a whole number).")
-            view = require(service.open_image(caller, image_id, task))
+                raise BadInput(f"'{data.get('image_id')}' is not an image id (a whole number).")
+            view = service.open_image(caller, image_id, task)
         return {"item": item(view, caller)}
 
     return [sync, take, release, do, undo, open_image]

@@ -8,6 +8,7 @@ import re
 import gradio as gr
 import pandas as pd
 
+from hitl.adapters import for_page
 from hitl.service import Service
 from hitl.ui.common import note_text, with_request
 
@@ -31,7 +32,7 @@ def as_hex(value: str | None) -> str:
 
 
 def class_table(service: Service, caller) -> pd.DataFrame:
-    result = service.classes(caller)
+    result = for_page(service.classes, caller)
     rows = [(i + 1, c["name"], swatch(c["colour"]), c["labels"])
             for i, c in enumerate(result.get("classes", []))]
     return pd.DataFrame(rows, columns=["#", "name", "colour", "labels"])
@@ -66,7 +67,7 @@ def build(service: Service) -> dict:
     message = gr.Markdown(elem_id="class-message")
 
     def current(caller, text: str | None = None, selected: str | None = None):
-        names = [c["name"] for c in service.classes(caller).get("classes", [])]
+        names = [c["name"] for c in for_page(service.classes, caller).get("classes", [])]
         return (class_table(service, caller),
                 gr.Dropdown(choices=names, value=selected if selected in names else None),
                 note_text(text), gr.Row(visible=False))
@@ -76,7 +77,7 @@ def build(service: Service) -> dict:
         the class acted on stays selected and the typed names are cleared."""
         def run(*args, request: gr.Request = None):
             caller = service.caller_of(request)
-            result = action(caller, *args)
+            result = for_page(action, caller, *args)
             if not result["ok"]:
                 return (class_table(service, caller), gr.update(), note_text(result["error"]),
                         gr.Row(visible=False), gr.update(), gr.update())
@@ -86,7 +87,7 @@ def build(service: Service) -> dict:
         return with_request(run, n_inputs)
 
     def ask_remove(name, request: gr.Request = None):
-        result = service.class_removal(service.caller_of(request), name)
+        result = for_page(service.class_removal, service.caller_of(request), name)
         if not result["ok"]:
             return gr.Row(visible=False), "", note_text(result["error"])
         return gr.Row(visible=True), note_text(result["message"]), ""
@@ -105,7 +106,7 @@ def build(service: Service) -> dict:
 
     def colour_of(name, request: gr.Request = None):
         """The chosen class's colour in the picker."""
-        found = [c["colour"] for c in service.classes(service.caller_of(request)).get(
+        found = [c["colour"] for c in for_page(service.classes, service.caller_of(request)).get(
             "classes", []) if c["name"] == name]
         return found[0] if found else gr.update()
     chosen.change(with_request(colour_of, 1), [chosen], [colour], **private)

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import gradio as gr
 
-from hitl.service import Service, require
+from hitl.service import Service
 from hitl.stats import learning_curve
 from hitl.tasks.classification.stats import classification_stats
 from hitl.tasks.classification.strategies import STRATEGIES
 from hitl.ui import board
-from hitl.ui.common import data_url, display_image
+from hitl.ui.common import data_url, display_image, may_label
 from hitl.ui.titles import Titles
 
 TASK = "classification"
@@ -54,9 +54,9 @@ def build(service: Service) -> dict:
         """A label or skip of the image on the labeler's screen, with the revision seen."""
         image_id, rev = int(data["image_id"]), data.get("rev")
         if data.get("op") == "skip":
-            return require(service.skip(caller, image_id, revision=rev))
-        return require(service.annotate(caller, image_id, str(data.get("class_name") or ""),
-                                        revision=rev))
+            return service.skip(caller, image_id, revision=rev)
+        return service.annotate(caller, image_id, str(data.get("class_name") or ""),
+                                revision=rev)
 
     with gr.Column():
         gr.HTML(value="", html_template=TEMPLATE, css_template=CSS, js_on_load=BOARD_JS,
@@ -73,13 +73,15 @@ def build(service: Service) -> dict:
                 confusion = gr.Dataframe(label="Confusion (validation; rows = truth)",
                                          interactive=False)
 
-    def refresh(window):
+    def refresh(window, request: gr.Request = None):
         """Timer tick: stats, curve, confusion (the board keeps its own classes and lock)."""
+        import pandas as pd
+        if not may_label(service, request):
+            return "", None, pd.DataFrame()
         stats = classification_stats(session, int(window))
         frame = learning_curve(session, TASK)
         matrix = stats["confusion"]
         names = stats["confusion_classes"] or []
-        import pandas as pd
         conf = pd.DataFrame(matrix, columns=names, index=names).reset_index(names="truth") \
             if matrix else pd.DataFrame()
         return stats_markdown(stats), frame, conf

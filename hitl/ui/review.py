@@ -18,6 +18,7 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image, ImageOps
 
+from hitl.adapters import for_page
 from hitl.store import StoreError
 from hitl.ui.common import display_image, note_text, parse_id
 
@@ -167,7 +168,7 @@ def build(service, caller_of) -> dict:
             "  \n".join(filter(None, [extra, head if n else None, note_text(page.get("note"))]))
 
     def load_page(class_name, n, lo, hi, request: gr.Request = None, extra=None):
-        page = service.review_batch(caller_of(request), class_name, int(n or 24),
+        page = for_page(service.review_batch, caller_of(request), class_name, int(n or 24),
                                     [float(lo or 0), float(hi if hi is not None else 1)])
         return render(page, class_name, "review", extra)
 
@@ -175,7 +176,7 @@ def build(service, caller_of) -> dict:
         image_id = parse_id(text)
         if image_id is None:
             return gr.update(), note_text(f"'{text}' is not an image id (a whole number).")
-        page = service.similar(caller_of(request), image_id, int(n or 24))
+        page = for_page(service.similar, caller_of(request), image_id, int(n or 24))
         return render(page, None, "similar")
 
     def accept_page(text, class_name, n, lo, hi, request: gr.Request = None):
@@ -186,22 +187,23 @@ def build(service, caller_of) -> dict:
         if not ids:
             return gr.update(), "No page to accept: load one first."
         target = shown_class or class_name  # a "more like this" page takes the chosen class
-        done = service.accept_batch(caller_of(request), ids, target, rejected, relabels)
+        done = for_page(service.accept_batch, caller_of(request), ids, target, rejected,
+                        relabels)
         if not done.get("ok"):
             return gr.update(), note_text(done.get("error"))
         said = (f"Stored {len(done['accepted'])} × {target}"
                 + (f", {len(done['relabeled'])} relabeled" if done["relabeled"] else "")
                 + (f", {len(done['rejected'])} left unlabeled" if done["rejected"] else "")
                 + ". `U` undoes the page.")
-        rate = (service.stats(caller_of(request), 50).get("review") or {}).get("per_class", {}) \
-            .get(target)
+        review_stats = for_page(service.stats, caller_of(request), 50).get("review") or {}
+        rate = review_stats.get("per_class", {}).get(target)
         if rate and rate.get("accept_rate") is not None:
             said += (f" Accept rate for {target}: {rate['accept_rate']:.0%} of "
                      f"{rate['shown']} images reviewed; {rate['labels']} review labels.")
         return load_page(target, n, lo, hi, request, extra=html.escape(said))
 
     def undo_page(class_name, n, lo, hi, request: gr.Request = None):
-        done = service.undo_page(caller_of(request))
+        done = for_page(service.undo_page, caller_of(request))
         if not done.get("ok"):
             return gr.update(), note_text(done.get("error"))
         said = f"Undone: {len(done['image_ids'])} image(s) are back as they were."
@@ -223,8 +225,8 @@ def build(service, caller_of) -> dict:
     # ---- suspects: one at a time, label and out-of-sample prediction side by side -------------
     def overlays(caller, image_id: int, img):
         """A mask suspect: the stored mask and the model's mask over the image, side by side."""
-        stored = service.mask_positions(caller, image_id).get("positions")
-        predicted = service.predicted_mask(caller, image_id).get("mask")
+        stored = for_page(service.mask_positions, caller, image_id).get("positions")
+        predicted = for_page(service.predicted_mask, caller, image_id).get("mask")
         colours = [c.colour for c in store().classes()]
         return (overlay(img, stored, colours),
                 gr.Image(overlay(img, predicted, colours), visible=predicted is not None))
@@ -246,7 +248,7 @@ def build(service, caller_of) -> dict:
         return items, "  \n".join(filter(None, [note_text(extra, problem), text])), img, right
 
     def load_suspects(request: gr.Request = None):
-        found = service.suspects(caller_of(request), 48)
+        found = for_page(service.suspects, caller_of(request), 48)
         if not found.get("ok"):
             return [], note_text(found.get("error")), None, gr.update()
         return show(found["items"], found.get("note"), request)
@@ -258,11 +260,11 @@ def build(service, caller_of) -> dict:
             image_id, caller = items[0]["image_id"], caller_of(request)
             seen = items[0]["label"]  # what the labeler saw: refused if it changed since
             if kind == "keep":
-                done = service.keep_suspect(caller, image_id, seen)
+                done = for_page(service.keep_suspect, caller, image_id, seen)
             elif kind == "remove":
-                done = service.remove_suspect(caller, image_id, seen)
+                done = for_page(service.remove_suspect, caller, image_id, seen)
             else:
-                done = service.relabel_suspect(caller, image_id, new_class, seen)
+                done = for_page(service.relabel_suspect, caller, image_id, new_class, seen)
             if not done.get("ok"):
                 return items, note_text(done.get("error")), gr.update(), gr.update()
             return show(items[1:], f"Image {image_id}: {kind} done.", request)

@@ -19,15 +19,15 @@ import pandas as pd
 from PIL import Image
 
 from hitl import mask_png
+from hitl.errors import BadInput, Conflict, NotFound
 from hitl.imaging import ImageError, load_image
-from hitl.service import Service, require
+from hitl.service import Service
 from hitl.stats import learning_curve
-from hitl.store import StoreError
 from hitl.tasks.segmentation.stats import segmentation_stats
 from hitl.tasks.segmentation.strategies import STRATEGIES
 from hitl.ui import board
 from hitl.ui.classification import catalog_line, held_out, trainer_line
-from hitl.ui.common import data_url, display_image
+from hitl.ui.common import data_url, display_image, may_label
 from hitl.ui.titles import Titles
 
 TASK = "segmentation"
@@ -175,7 +175,7 @@ def build(service: Service) -> dict:
             row = session.store.image(int(image_id))
             out["fw"], out["fh"] = row.width or img.width, row.height or img.height
             out["w"], out["h"] = size = mask_size(out["fw"], out["fh"])
-            stored = require(service.mask_positions(caller, image_id))["positions"]
+            stored = service.mask_positions(caller, image_id)["positions"]
             out["mask"] = positions_url(stored, size)
         return out
 
@@ -183,17 +183,17 @@ def build(service: Service) -> dict:
         """Save the edit of the image on the labeler's screen, or skip it."""
         image_id, rev = int(data["image_id"]), data.get("rev")
         if data.get("op") == "skip":
-            return require(service.skip(caller, image_id, revision=rev))
+            return service.skip(caller, image_id, revision=rev)
         row = session.store.image(image_id)
         if row is None:
-            raise StoreError(f"There is no image with id {image_id}.")
-        stored = require(service.mask_positions(caller, image_id))["positions"]  # role first
+            raise NotFound(f"There is no image with id {image_id}.")
+        stored = service.mask_positions(caller, image_id)["positions"]  # role first
         edit = decode_edit(data.get("edit"), row.width, row.height)
         positions = apply_edit(stored, edit, row.width, row.height)
         if not positions.any():
-            raise StoreError(f"Nothing is painted on image {image_id}: nothing saved "
+            raise BadInput(f"Nothing is painted on image {image_id}: nothing saved "
                              "(Skip passes it).")
-        return require(service.annotate_positions(caller, image_id, positions, revision=rev))
+        return service.annotate_positions(caller, image_id, positions, revision=rev)
 
     prediction = board.server_function(service, "seg_prediction")(
         lambda data, caller: predicted(data, caller))
@@ -203,11 +203,11 @@ def build(service: Service) -> dict:
         """The picture at its own size (up to the mask size), for a zoomed painter."""
         row = session.store.image(int(data.get("image_id")))
         if row is None or not row.readable:
-            raise StoreError("This image cannot be shown in full.")
+            raise NotFound("This image cannot be shown in full.")
         try:
             img = load_image(row.path, session.settings.max_image_pixels)
         except ImageError as exc:
-            raise StoreError(f"Image {row.id} is unreadable: {exc}") from exc
+            raise NotFound(f"Image {row.id} is unreadable: {exc}") from exc
         if max(img.size) > MASK_SIDE:
             img = img.resize(mask_size(*img.size), Image.LANCZOS)
         return {"src": picture_url(img, quality=90)}
@@ -216,13 +216,13 @@ def build(service: Service) -> dict:
         """The model's mask at display size, if it was made for the classes on the page."""
         image_id = int(data.get("image_id"))
         if data.get("rev") is not None and int(data["rev"]) != session.store.class_revision:
-            raise StoreError("The classes changed: the page is redrawn.")
-        result = require(service.predicted_mask(caller, image_id))
+            raise Conflict("The classes changed: the page is redrawn.")
+        result = service.predicted_mask(caller, image_id)
         if result["class_ids"] != [c.id for c in session.store.classes()]:
-            raise StoreError("No prediction for the current classes yet.")
+            raise NotFound("No prediction for the current classes yet.")
         row = session.store.image(image_id)
         if row is None or not row.readable:
-            raise StoreError(f"Image {image_id} cannot be shown.")
+            raise NotFound(f"Image {image_id} cannot be shown.")
         return {"mask": positions_url(result["mask"], mask_size(row.width, row.height))}
 
     with gr.Column():
@@ -238,8 +238,10 @@ def build(service: Service) -> dict:
                                     y_lim=[0, 1], x_axis_format="d")
                 iou_table = gr.Dataframe(label="Per-class IoU (validation)", interactive=False)
 
-    def refresh():
+    def refresh(request: gr.Request = None):
         """Timer tick: stats, curve, per-class IoU (the painter keeps its own classes)."""
+        if not may_label(service, request):
+            return "", None, pd.DataFrame()
         stats = segmentation_stats(session)
         iou = pd.DataFrame({"class": list(stats["per_class_iou"]),
                             "IoU": [None if v is None else round(v, 3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from hitl.adapters import for_page
 from hitl.export import FORMATS
 from hitl.service import Service
 from hitl.settings import BACKBONE_PRESETS
@@ -14,7 +15,8 @@ from hitl.ui.common import note_text, with_request
 def build(service: Service) -> dict:
     s = service.session.settings
     labeler_md = gr.Markdown("Only an admin can change the trainer, export the whole "
-                             "session or reset it.", visible=False, elem_id="session-labeler")
+                             "session or reset it. " + service.access.admin_hint,
+                             visible=False, elem_id="session-labeler")
     with gr.Row():
         mine_btn = gr.Button("Export my labels (CSV)", elem_id="export-mine", scale=0)
         mine_file = gr.File(label="My labels", interactive=False)
@@ -51,22 +53,22 @@ def build(service: Service) -> dict:
     def act(action, n_inputs: int = 0):
         """Run one admin action of the Service; a refusal shows its one-line message."""
         def run(*args, request: gr.Request = None):
-            result = action(service.caller_of(request), *args)
+            result = for_page(action, service.caller_of(request), *args)
             return note_text(result.get("message") if result["ok"] else result["error"])
         return with_request(run, n_inputs)
 
     def export(fmt_name, request: gr.Request = None):
-        result = service.export(service.caller_of(request), fmt_name)
+        result = for_page(service.export, service.caller_of(request), fmt_name)
         if not result["ok"]:
             return None, note_text(result["error"])
         return result["path"], note_text(result["message"])
 
     def export_mine(request: gr.Request = None):
-        result = service.export_mine(service.caller_of(request))
+        result = for_page(service.export_mine, service.caller_of(request))
         return result["path"] if result["ok"] else None
 
     def reset(request: gr.Request = None):
-        result = service.reset(service.caller_of(request), True)
+        result = for_page(service.reset, service.caller_of(request), True)
         return gr.Row(visible=False), note_text(result.get("message") if result["ok"]
                                                 else result["error"])
 
