@@ -33,8 +33,7 @@ def picture(w: int, h: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def painter(tmp_path_factory):
     """(driver, session, url, ids by file name): one app and one browser for the module."""
-    from hitl.session import Session
-    from hitl.ui.app import build_app, launch
+    from hitl.app_build import build
     tmp = tmp_path_factory.mktemp("painter")
     folder = tmp / "images"
     folder.mkdir()
@@ -48,9 +47,9 @@ def painter(tmp_path_factory):
         Image.fromarray(picture(80, 60)).save(folder / name)
     settings = make_settings(tmp, images=[str(folder)], task="segmentation",
                              classes=["a", "b", "c"], train=False)
-    session = Session(settings)
-    demo = build_app(session)
-    _, url, _ = launch(demo, session, prevent_thread_lock=True, quiet=True)
+    app = build(settings)
+    url = app.launch(quiet=True).rstrip("/") + "/"
+    session = app.session
     rows = session.store.images_by_ids(session.store.readable_image_ids())
     ids = {row.filename: row.id for row in rows}
     try:
@@ -61,8 +60,7 @@ def painter(tmp_path_factory):
             wait_title(driver, "seg-title", lambda i: True, "the painter showed no image")
             yield driver, session, ids
     finally:
-        demo.close()
-        session.close()
+        app.close()
 
 
 def open_id(driver, image_id: int) -> None:
