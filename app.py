@@ -196,6 +196,13 @@ def parse_settings(argv: Sequence[str] | None = None,
         parser.error("argument --share: a share link is public, so it needs --auth USER:PASS "
                      "or --auth-file FILE (or --allow-anonymous to allow anyone)")
     _check_rest_exposure(s, parser, env)
+    if s.imports:
+        from hitl.importer import ImportSourceError, check_source
+        for source in s.imports:
+            try:
+                check_source(source)
+            except ImportSourceError as exc:
+                parser.error(f"argument --import: {exc}")
     s.verbose = bool(args.verbose)
     return s, parser
 

@@ -28,6 +28,7 @@ class CatalogReport:
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     not_images: int = 0
     missing: list[str] = field(default_factory=list)
+    mask_folders: list[str] = field(default_factory=list)  # masks/ beside images/, skipped
 
     def summary(self) -> str:
         parts = [f"{self.added} new image(s)"]
@@ -39,15 +40,22 @@ class CatalogReport:
             parts.append(f"{self.not_images} non-image file(s) ignored")
         if self.missing:
             parts.append("nothing found at " + ", ".join(self.missing))
+        if self.mask_folders:
+            parts.append("skipped " + ", ".join(self.mask_folders) + " (masks beside images/: "
+                         "labels, not images to label; bring them in with --import FOLDER)")
         return "; ".join(parts)
 
 
-def find_files(sources: list[str]) -> tuple[list[Path], int, list[str]]:
+def find_files(sources: list[str], mask_folders: list[str] | None = None,
+               ) -> tuple[list[Path], int, list[str]]:
     """Expand folders (recursively), files and globs to image paths.
 
     Returns (files, count of non-image files skipped in folders, sources that matched nothing).
     A file named explicitly is kept whatever its suffix, so a bad one is reported, not hidden.
+    A `masks/` folder beside an `images/` one (an exported or importable mask set) holds
+    labels, not images: it is left out, and named in `mask_folders` when given.
     """
+    mask_folders = [] if mask_folders is None else mask_folders
     files: list[Path] = []
     skipped = 0
     missing: list[str] = []
@@ -57,11 +65,11 @@ def find_files(sources: list[str]) -> tuple[list[Path], int, list[str]]:
             matches = sorted(glob.glob(source, recursive=True))
             found = [Path(m) for m in matches if os.path.isfile(m)]
             for directory in (m for m in matches if os.path.isdir(m)):
-                sub, sub_skipped = _walk(directory)
+                sub, sub_skipped = _walk(directory, mask_folders)
                 found += sub
                 skipped += sub_skipped
         elif os.path.isdir(source):
-            found, sub_skipped = _walk(source)
+            found, sub_skipped = _walk(source, mask_folders)
             skipped += sub_skipped
         elif os.path.isfile(source):
             found = [Path(source)]
@@ -82,11 +90,14 @@ def not_a_file(path: str) -> str:
     return "not a regular file (FIFO, socket or device)"
 
 
-def _walk(directory: str) -> tuple[list[Path], int]:
+def _walk(directory: str, mask_folders: list[str]) -> tuple[list[Path], int]:
     found: list[Path] = []
     skipped = 0
     for root, dirs, names in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if "masks" in dirs and "images" in dirs:
+            dirs.remove("masks")
+            mask_folders.append(os.path.join(root, "masks"))
         for name in sorted(names):
             if name.startswith("."):
                 continue
@@ -124,8 +135,8 @@ def register(store: Store, sources: list[str], max_pixels: int = 100_000_000,
     and `stop()` returning true ends it between chunks."""
     progress = progress or CatalogProgress()
     progress.state = "finding"
-    files, skipped, missing = find_files(sources)
-    report = CatalogReport(not_images=skipped, missing=missing)
+    report = CatalogReport()
+    files, report.not_images, report.missing = find_files(sources, report.mask_folders)
     if not files:  # a relaunch without --images: no need to read 100k known paths
         progress.state = "done"
         return report

@@ -188,8 +188,24 @@ def read_class_names(folder: Path) -> list[str]:
             if line.strip() and not line.lstrip().startswith("#"):
                 names.append(line.rsplit(":", 3)[0])  # name:r,g,b:parts:actions
         return names
-    raise ImportSourceError(f"{folder} has masks/ but neither classes.json nor labelmap.txt, "
-                            "so the mask values cannot be matched to classes.")
+    raise ImportSourceError(missing_class_table(folder))
+
+
+def missing_class_table(folder: Path) -> str:
+    """What to add to a mask folder without a class table (one line)."""
+    return (f"{folder} has masks/ but no class table: add {folder / 'classes.json'} "
+            '([{"index": 0, "name": "background"}, {"index": 1, "name": "cell"}, ...], one '
+            f"entry per mask value) or {folder / 'labelmap.txt'} (one 'name:r,g,b::' line per "
+            "mask value, from 0)")
+
+
+def check_source(source: str | Path) -> None:
+    """Refuse, before anything starts, a source that cannot be imported at all (nothing there,
+    a mask folder without its class table); raises ImportSourceError with one line."""
+    path = Path(os.path.expanduser(str(source)))
+    if detect_format(path) == "masks" and not any(
+            (path / name).is_file() for name in ("classes.json", "labelmap.txt")):
+        raise ImportSourceError(missing_class_table(path))
 
 
 def _image_files(folder: Path) -> dict[str, str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -197,6 +198,20 @@ def skip(image_id: Id, ctx: Ctx = Depends(context)) -> dict:
 @router.post("/undo", summary="Undo the caller's last label, mask or skip")
 def undo(ctx: Ctx = Depends(context)) -> dict:
     return ctx.service.undo(ctx.caller)
+
+
+@router.post("/leave", summary="Give back images reserved for the caller (a closing page's "
+             "beacon: body {\"ids\": [...]}, any content type)")
+async def leave(request: Request, ctx: Ctx = Depends(context)) -> dict:
+    try:
+        ids = [int(i) for i in json.loads(await request.body() or b"{}").get("ids", [])][:64]
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ApiError(422, 'The body must be {"ids": [image ids]}.') from exc
+    caller = ctx.caller
+    if caller.name == "local":  # a page without logins is named by its browser cookie
+        caller = ctx.service.caller(ctx.service.service.access.anonymous_name(request))
+    ctx.service.service.leave(caller, ids)
+    return {"ok": True}
 
 
 @router.get("/stats", summary="Counts, model version, training state, validation numbers")

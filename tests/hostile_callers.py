@@ -135,7 +135,7 @@ def values(hostile: Hostile) -> dict:
             "data": png(row.width, row.height), "n": 4, "step": 1, "live_window": 50,
             "limit": 10, "relabels": {str(mine): "square"}, "rejected_ids": [mine],
             "backbone": "test_resnet", "mode": "finetune", "finetune_model": "test_resnet",
-            "seg_long_side": 128}
+            "seg_long_side": 128, "colour": "#123456"}
 
 
 def generated_calls(hostile: Hostile) -> list[tuple[str, str, tuple]]:

@@ -240,6 +240,11 @@ def test_labels_from_the_board_carry_the_login(driver, app_factory):
     users = app.session.store._cursor().execute(
         'SELECT DISTINCT "user" FROM labels').fetchall()
     assert users == [("ann",)]
+    # the board says who is signed in, with a way out
+    WebDriverWait(driver, WAIT).until(EC.text_to_be_present_in_element(
+        (By.ID, "cls-progress"), "Signed in as ann"))
+    logout = driver.find_element(By.CSS_SELECTOR, "#cls-progress a")
+    assert logout.text == "Log out" and logout.get_attribute("href").endswith("/logout")
     driver.delete_all_cookies()
 
 

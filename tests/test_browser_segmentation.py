@@ -30,9 +30,9 @@ def driver():
 # ----------------------------------------------------------------------------- segmentation
 
 def stage_shot(driver):
-    """The painter's stage as drawn on screen (image, overlay and mask layer), RGB array."""
+    """The painter's frame as drawn on screen (image, overlay and mask layer), RGB array."""
     from PIL import Image
-    stage = driver.find_element(By.CSS_SELECTOR, "#seg-board .hb-stage")
+    stage = driver.find_element(By.CSS_SELECTOR, "#seg-board .hb-view")
     return np.asarray(Image.open(io.BytesIO(stage.screenshot_as_png)).convert("RGB"))
 
 
@@ -56,7 +56,7 @@ def open_segmentation(driver, url: str) -> int:
         (By.XPATH, "//button[@role='tab'][contains(., 'Segmentation')]")))
     tab.click()
     wait_title(driver, "seg-title", lambda i: True, "the Segmentation tab showed no image")
-    stage = driver.find_element(By.CSS_SELECTOR, "#seg-board .hb-stage")
+    stage = driver.find_element(By.CSS_SELECTOR, "#seg-board .hb-view")
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", stage)
     WebDriverWait(driver, WAIT, poll_frequency=0.1).until(seg_ready)
     WebDriverWait(driver, WAIT, poll_frequency=0.25).until(
@@ -83,7 +83,7 @@ def test_brush_class_chosen_then_stroke_at_once(driver, app_factory):
     driver.execute_script(
         "window.__t = {};"
         "document.addEventListener('keydown', e => window.__t.key = e.timeStamp, true);"
-        "document.getElementById('seg-canvas').addEventListener('pointerdown',"
+        "document.querySelector('#seg-board .hb-view').addEventListener('pointerdown',"
         " e => window.__t.down = window.__t.down || e.timeStamp, true);")
     canvas = driver.find_element(By.ID, "seg-canvas")
     # offsets are CSS pixels from the layer's centre

@@ -30,3 +30,19 @@ def test_take_release_drop_and_expiry():
     assert book.holder(7, at_least=1.0) is None    # held, but not for another second
     time.sleep(0.1)
     assert book.holder(7) is None and book.renew(7, "bob", 60)
+
+
+def test_a_renewed_lease_lapses_when_renewals_stop():
+    """A page renews what it holds every tick; once it stops (closed without a word), its
+    images free after the renewal window, not the full term. A lease never renewed (a REST
+    client's one image) keeps its full term."""
+    import time
+    book = LeaseBook(renewed_seconds=0.05)
+    assert book.claim([1, 2], "ann", 600) == [1, 2]
+    assert book.renew(1, "ann", 600)
+    assert [i for i, _ in book.others_left("bob")] == [1, 2]
+    time.sleep(0.1)
+    assert book.holder(1) is None and book.holder(2) == "ann"
+    assert book.claim([1, 2], "bob", 600) == [1]
+    left = dict(book.others_left("bob"))
+    assert list(left) == [2] and 590 < left[2] <= 600

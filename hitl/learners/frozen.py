@@ -50,9 +50,15 @@ class _FrozenBase(Learner):
         if self.class_ids and not set(self.class_ids) <= set(ids):
             self.head = None
         if ids != self.class_ids:
-            # order or set changed: columns must follow, a warm start is only kept when
+            # order or set changed: columns must follow. A reorder moves the head's rows with
+            # their classes (no model change); a warm start is otherwise only kept when
             # classes were appended at the end
-            if self.head is not None and ids[:len(self.class_ids)] != self.class_ids:
+            if self.head is not None and sorted(ids) == sorted(self.class_ids) \
+                    and self.head.num_classes == len(ids):
+                rows = [self.class_ids.index(c) for c in ids]
+                self.head = type(self.head)(self.head.weight[rows], self.head.bias[rows],
+                                            self.head.mean, self.head.std)
+            elif self.head is not None and ids[:len(self.class_ids)] != self.class_ids:
                 self.head = None
             self.class_ids = ids
         return ids

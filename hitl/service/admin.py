@@ -42,15 +42,21 @@ class Admin:
         return {"name": cls.name, "message": f"Renamed to '{cls.name}'."}
 
     @action(ADMIN)
+    def recolour_class(self, caller: Caller, name: str, colour: str) -> dict:
+        """Give a class another display colour (#rrggbb): every page redraws it."""
+        cls = self.store.set_class_colour(self._find_class(name).id, colour, caller.name)
+        return {"name": cls.name, "message": f"'{cls.name}' is now drawn in {cls.colour}."}
+
+    @action(ADMIN)
     def move_class(self, caller: Caller, name: str, delta: int) -> dict:
-        """Move a class up (delta < 0) or down; the model restarts (positions changed)."""
+        """Move a class up (delta < 0) or down. Not a model change: the learner keys classes
+        by id and moves its columns with them (hitl/learners/frozen.py)."""
         cls = self._find_class(name)
         ids = [c.id for c in self.store.classes()]
         i = ids.index(cls.id)
         j = min(max(i + int(delta), 0), len(ids) - 1)
         ids[i], ids[j] = ids[j], ids[i]
         self.store.reorder_classes(ids, caller.name)
-        self.session.trainer.reset_model()
         return {"position": j + 1, "message": f"Moved '{cls.name}' to position {j + 1}."}
 
     @action(ADMIN)

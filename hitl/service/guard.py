@@ -92,7 +92,7 @@ def whole(value, name: str) -> int:
 
 ACTIONS = {"add_class": "add classes", "rename_class": "rename classes",
            "move_class": "reorder classes", "remove_class": "remove classes",
-           "class_removal": "remove classes",
+           "recolour_class": "change class colours", "class_removal": "remove classes",
            "start_trainer": "start the trainer", "stop_trainer": "stop the trainer",
            "configure_trainer": "change the backbone, mode or resolution",
            "export": "export the whole session", "reset": "reset the session"}

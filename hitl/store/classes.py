@@ -1,11 +1,13 @@
 """Classes: add, rename, reorder, remove (with their labels), mask values."""
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
 
 from hitl import imaging
+from hitl.errors import BadInput, NotFound
 from hitl.store.common import (
     CLASS_COLUMNS,
     MAX_CLASSES,
@@ -78,6 +80,20 @@ class Classes:
             self._event(cur, user, "class_rename", class_id=class_id,
                         detail={"from": old[0], "to": clean})
         self._change(rename, classes=True)
+        return next(c for c in self.classes() if c.id == class_id)
+
+    def set_class_colour(self, class_id: int, colour: str, user: str = "local") -> ClassRow:
+        """A class's display colour (#rrggbb); the model and the masks are untouched."""
+        value = str(colour or "").strip().lower()
+        if not re.fullmatch(r"#[0-9a-f]{6}", value):
+            raise BadInput(f"{str(colour)[:40]!r} is not a colour: give #rrggbb.")
+
+        def recolour(cur):
+            if cur.execute("SELECT 1 FROM classes WHERE id = ?", [class_id]).fetchone() is None:
+                raise NotFound(f"There is no class with id {class_id}.")
+            cur.execute("UPDATE classes SET colour = ? WHERE id = ?", [value, class_id])
+            self._event(cur, user, "class_colour", class_id=class_id, detail={"to": value})
+        self._change(recolour, classes=True)
         return next(c for c in self.classes() if c.id == class_id)
 
     def reorder_classes(self, ordered_ids: Sequence[int], user: str = "local") -> None:

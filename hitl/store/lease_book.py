@@ -6,6 +6,11 @@ so it is a dict write, not a database commit. Leases need no durability: after a
 pages take their images again on their next tick (hitl/ui/board.py), and an image whose lease
 was lost is at worst shown to two people, whose labels the store keeps apart anyway (the
 second one is refused or replaces the first, with its own undo).
+
+Expiry policy: a lease taken lasts its full term (a REST client's one image); a lease that was
+renewed must go on being renewed, and lapses RENEWED_SECONDS after the last renewal. A page
+renews what it holds every tick (2 s), so a page that closes or crashes without saying so
+gives its images back within that window, not after the full term.
 """
 from __future__ import annotations
 
@@ -16,13 +21,17 @@ import numpy as np
 
 from hitl.locks import ordered_lock
 
+RENEWED_SECONDS = 90.0  # a renewed lease's life from its last renewal (background tabs tick
+                        # once a minute at worst)
+
 
 class LeaseBook:
     """image id -> (user, expiry on the monotonic clock), safe to share between threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, renewed_seconds: float = RENEWED_SECONDS) -> None:
         self._lock = ordered_lock("lease_book")
         self._held: dict[int, tuple[str, float]] = {}
+        self.renewed_seconds = float(renewed_seconds)
 
     @staticmethod
     def now() -> float:
@@ -46,6 +55,13 @@ class LeaseBook:
         with self._lock:
             ids = [i for i, (who, until) in self._held.items() if who != user and until > now]
         return np.asarray(ids, dtype=np.int64)
+
+    def others_left(self, user: str) -> list[tuple[int, float]]:
+        """(image id, seconds until it frees) of the leases other labelers hold now."""
+        now = self.now()
+        with self._lock:
+            return [(i, until - now) for i, (who, until) in self._held.items()
+                    if who != user and until > now]
 
     def first_free(self, ordered: Iterable[int], user: str) -> Iterable[int]:
         """The ids of `ordered`, in order, that nobody but `user` holds."""
@@ -81,14 +97,15 @@ class LeaseBook:
             return taken
 
     def renew(self, image_id: int, user: str, seconds: float) -> bool:
-        """Keep holding an image; False when someone else holds it."""
+        """Keep holding an image (for at most renewed_seconds more: a renewed lease must be
+        renewed again); False when someone else holds it."""
         image_id = int(image_id)
         now = self.now()
         with self._lock:
             entry = self._held.get(image_id)
             if entry is not None and entry[0] != user and entry[1] > now:
                 return False
-            self._held[image_id] = (user, now + float(seconds))
+            self._held[image_id] = (user, now + min(float(seconds), self.renewed_seconds))
             return True
 
     def release(self, user: str, image_ids: Iterable[int] | None = None) -> None:

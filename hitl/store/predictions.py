@@ -142,6 +142,14 @@ class Predictions:
             "FROM events WHERE action IN ('label', 'mask', 'skip') AND NOT undone "
             "GROUP BY \"user\" ORDER BY n DESC"))
 
+    def done_since(self, since) -> dict[str, int]:
+        """Labels, masks and skips per user since a moment (a board's "yours today"), once
+        per revision."""
+        rows = self._per_revision(("done_since", since), lambda: self._rows(
+            "SELECT \"user\", count(*) FROM events WHERE action IN ('label', 'mask', 'skip') "
+            "AND NOT undone AND \"at\" >= ? GROUP BY \"user\"", [since]))
+        return {user: int(n) for user, n in rows}
+
     def events(self, limit: int = 100) -> pd.DataFrame:
         return self._cursor().execute(
             "SELECT id, \"at\", \"user\", action, image_id, class_id, detail, undone FROM events "

@@ -95,6 +95,15 @@ def build_blocks(service: Service) -> gr.Blocks:
                 return gr.Tabs(visible=not guest), gr.Markdown(visible=guest)
             demo.load(who, None, [tabs, sign_in_md], **private)
 
+        def task_tabs():
+            """The session's task tab opens first (a board hides the other once the task is
+            locked: hitl/ui/board_feed.js)."""
+            task = session.store.task()
+            seg = task == "segmentation"
+            return (gr.Tabs(selected=task or "classification"), gr.Timer(active=not seg),
+                    gr.Timer(active=seg))
+        demo.load(task_tabs, None, [tabs, timer, seg_timer], **private)
+
         def leave(request: gr.Request):
             """A labeler who closes the page frees the image they were shown."""
             for_page(service.leave, service.caller_of(request))

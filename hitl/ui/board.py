@@ -19,6 +19,7 @@ from hitl.adapters import for_board
 from hitl.errors import BadInput, Conflict, HitlError
 from hitl.service import LABELER, Service
 from hitl.service.guard import check_role
+from hitl.ui.board_state import empty_state, progress
 from hitl.ui.common import page_request, parse_id
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,16 @@ CSS = """
 .hb-note { min-height: 1.4em; }
 .hb-warn { color: #b00020; font-weight: 600; }
 .hb-lock { padding: 12px; background: #fff3cd; border-radius: 6px; }
+.hb-progress { display: flex; gap: 10px; align-items: center; font-size: 0.9em; }
+.hb-progress progress { width: 12em; }
+.hb-progress .hb-user { margin-left: auto; color: #555; }
+.hb-done { padding: 14px; background: #e6f4ea; border-radius: 6px; font-weight: 600; }
 """
 
 
-def script(name: str) -> str:
+def script(*names: str) -> str:
     """A board's browser code (gr.HTML js_on_load), after the part both boards share."""
-    return FEED_JS + Path(__file__).with_name(name).read_text()
+    return FEED_JS + "".join(Path(__file__).with_name(n).read_text() for n in names)
 
 
 def opening(prefix: str, strategies: tuple[str, ...] | list[str]) -> str:
@@ -51,6 +56,7 @@ def opening(prefix: str, strategies: tuple[str, ...] | list[str]) -> str:
     and the title line (the body's closing tag is the board's own)."""
     return (f'<div id="{prefix}-lock" class="hb-lock" hidden></div>\n'
             f'  <div class="hb-body">\n    {controls(prefix, strategies)}\n'
+            f'    <div id="{prefix}-progress" class="hb-progress"></div>\n'
             f'    <h3 id="{prefix}-title">Loading…</h3>')
 
 
@@ -103,23 +109,25 @@ def functions(service: Service, task: str, prefix: str, item: Callable[[dict, ob
                 service.keep_lease(caller, int(image_id))
         store = session.store
         return {"rev": store.class_revision, "epoch": session.epoch, "message": message or "",
-                "classes": [{"name": c.name, "colour": c.colour} for c in store.classes()]}
+                "classes": [{"name": c.name, "colour": c.colour} for c in store.classes()],
+                "progress": progress(session, task, caller.name), "user": caller.name}
 
     @fn("take")
     def take(data, caller):
         """The next images by the strategy, leased to this labeler for the board's queue."""
         exclude = [int(i) for i in data.get("exclude") or []]
-        items, note = [], None
+        items, note, state = [], None, None
         for _ in range(max(1, min(int(data.get("n") or 1), MAX_TAKE))):
             view = service.next_image(caller, task, str(data.get("strategy") or ""),
                                       data.get("class_name") or None,
                                       exclude=exclude, keep_leases=True)
             if view.get("image_id") is None:
-                note = view.get("note")
+                if not items:
+                    state, note = empty_state(session, task, caller.name, exclude)
                 break
             exclude.append(view["image_id"])
             items.append(item(view, caller))
-        return {"items": items, "note": note}
+        return {"items": items, "note": note, "state": state}
 
     @fn("release")
     def release(data, caller):

@@ -9,6 +9,7 @@ from hitl.tasks.classification.stats import classification_stats
 from hitl.tasks.classification.strategies import STRATEGIES
 from hitl.ui import board
 from hitl.ui.common import data_url, display_image, may_label
+from hitl.ui.titles import Titles
 
 TASK = "classification"
 LEGEND = ("**Keys** — `1`…`9`, `0`: label with class 1…10 and go on · `S`: skip · "
@@ -40,11 +41,14 @@ TEMPLATE = f"""
 def build(service: Service) -> dict:
     session = service.session
 
+    titles = Titles(session)
+
     def item(view: dict, caller) -> dict:
         """One image for the board: what the page shows, with its pixels inline."""
         img, problem = display_image(session, view.get("image_id"))
-        keys = ("image_id", "filename", "split", "skipped", "label", "prediction", "note")
-        return {**{k: view.get(k) for k in keys}, "problem": problem, "src": data_url(img)}
+        keys = ("image_id", "split", "skipped", "label", "prediction", "note")
+        return {**{k: view.get(k) for k in keys}, "problem": problem, "src": data_url(img),
+                "filename": titles(view.get("image_id"), view.get("filename"))}
 
     def act(data: dict, caller) -> dict:
         """A label or skip of the image on the labeler's screen, with the revision seen."""

@@ -16,6 +16,7 @@
   const log = window.__hitlLog = window.__hitlLog || { displayed: [], sent: [] };
 
   const esc = hitlEsc, note = hitlNote("cls");  // hitl/ui/board_feed.js
+  const EMPTY = { done: "All labeled ✓", reserved: "Reserved by other labelers", held: "Saving…" };
 
   function renderButtons() {
     const box = $("#cls-buttons");
@@ -85,12 +86,13 @@
     })));
   }
 
-  function showNothing(text) {
+  function showNothing(text, state) {
     S.shown = null; S.token++;
-    renderTitle(null, text ? "No image" : "Loading…");
+    renderTitle(null, text ? EMPTY[state] || "No image" : "Loading…");
     $("#cls-image").style.visibility = "hidden";
     renderButtons();
     if (text) note(text);
+    $("#cls-note").classList.toggle("hb-done", state === "done");
   }
 
   // ---- keys and clicks --------------------------------------------------------------------
@@ -166,7 +168,7 @@
 
   // ---- the images kept ready, and the tick (hitl/ui/board_feed.js) ------------------------
   const { refill, restart, sync, start } = hitlFeed(S, {
-    prefix: "cls", depth: DEPTH, take: (a) => server.cls_take(a),
+    prefix: "cls", tab: "classification", depth: DEPTH, take: (a) => server.cls_take(a),
     release: (a) => server.cls_release(a), sync: (a) => server.cls_sync(a),
     prepare: (item) => { decoded(item); return item; }, show, showNothing,
     keep: (item) => item.label == null && !item.skipped, classesChanged: renderButtons,
@@ -194,15 +196,19 @@
     if (ev.key === "Enter") { ev.preventDefault(); goto(); }
     if (ev.key === "Escape") gotoBox.blur();
   });
-  $(".hb-strategy").addEventListener("change", () => restart());
-  $(".hb-class").addEventListener("change", () => { if ($(".hb-strategy").value === "class") restart(); });
+  // a chosen option gives the keys back to the board (a focused <select> keeps them otherwise)
+  $(".hb-strategy").addEventListener("change", (ev) => { ev.target.blur(); restart(); });
+  $(".hb-class").addEventListener("change", (ev) => {
+    ev.target.blur();
+    if ($(".hb-strategy").value === "class") restart();
+  });
 
   window.hitlBoard = {
     element,
     key(key) {  // from keys.js; true when the key was ours
       if (/^[0-9]$/.test(key)) return act({ op: "label", slot: key === "0" ? 9 : parseInt(key, 10) - 1 });
       if (key === "s" || key === "S") return act({ op: "skip" });
-      if (key === "u" || key === "U" || key === "Backspace") { undo(); return true; }
+      if (["u", "U", "Backspace", "Undo"].includes(key)) { undo(); return true; }
       if (key === "ArrowLeft") { open({ step: -1 }); return true; }
       if (key === "ArrowRight") { open({ step: 1 }); return true; }
       if (key === "g" || key === "G") { gotoBox.focus(); gotoBox.select(); return true; }

@@ -21,7 +21,11 @@
     if (!board || !board.element.isConnected) return;
     let done = false;
     if (ev.ctrlKey) {
-      if (ev.key === "z" || ev.key === "Z") done = board.key("u");
+      // Ctrl+Z undoes (a stroke in the painter, the last label on the board); Ctrl+Shift+Z
+      // and Ctrl+Y redo a stroke
+      const k = ev.key.toLowerCase();
+      if (k === "z") done = board.key(ev.shiftKey ? "Redo" : "Undo");
+      else if (k === "y") done = board.key("Redo");
     } else {
       done = board.key(ev.key);
     }
