@@ -86,7 +86,7 @@ def test_a_space_without_hf_oauth_has_no_owner_sign_in(app_factory):
     variables that make an admin, and admin actions are refused."""
     app = app_factory(space_id="someone/hitl", space_owner="someone", train=False,
                       demo_count=6, task="classification")
-    assert app.demo.hitl_service.access.hf is None
+    assert app.service.access.hf is None
     visitor = PageSession(app.url)
     assert "is a labeler" in add_class(visitor, "zebra")
     hint = next(c for c in visitor.config["components"]
