@@ -108,8 +108,9 @@ def from_data_url(url: str, max_bytes: int = MAX_BYTES) -> bytes:
 
 
 def display_size(width: int, height: int, side: int) -> tuple[int, int]:
-    """The size an image of width x height is shown at when its long side is at most `side`
-    (as Pillow's thumbnail rounds, within a pixel): the painter's edit has that size."""
+    """The size of width x height brought down to a long side of at most `side` (as Pillow's
+    thumbnail rounds, within a pixel): the painter's mask, and so its edit, has that size for
+    side = MASK_SIDE (hitl/ui/segmentation.py)."""
     if width <= side and height <= side:
         return width, height
     scale = side / max(width, height)

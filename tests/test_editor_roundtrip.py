@@ -1,8 +1,9 @@
 """Masks through the painter's wire format: exact at any image size.
 
-The page shows an image at display size and sends back only the pixels the labeler touched
-(a grey PNG: the class position, or KEEP); the server scales that to the image and applies it
-over the stored mask.
+The page paints a mask at the image's own size up to MASK_SIDE on its long side
+(hitl/ui/segmentation.py mask_size) and sends back only the pixels the labeler touched (a grey
+PNG: the class position, or KEEP); the server scales that to the image (a larger one) and
+applies it over the stored mask.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from PIL import Image
 
 from hitl.store import StoreError
-from hitl.ui.segmentation import KEEP, apply_edit, decode_edit, positions_url
+from hitl.ui.segmentation import KEEP, apply_edit, decode_edit, mask_size, positions_url
 
 
 def as_edit(arr: np.ndarray) -> str:
@@ -29,10 +30,11 @@ def shown(positions: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
 
 
-@pytest.mark.parametrize("size,display", [((512, 512), (512, 512)), ((1500, 1000), (1024, 683)),
-                                          ((37, 23), (37, 23)), ((700, 1600), (448, 1024))])
+@pytest.mark.parametrize("size,display", [((512, 512), (512, 512)), ((1500, 1000), (1500, 1000)),
+                                          ((37, 23), (37, 23)), ((6000, 4000), (4096, 2731))])
 def test_untouched_save_is_bit_exact(size, display):
     w, h = size
+    assert mask_size(w, h) == display
     stored = np.random.default_rng(w).integers(0, 4, (h, w)).astype(np.uint8)
     untouched = np.full((display[1], display[0]), KEEP, np.uint8)
     out = apply_edit(stored, decode_edit(as_edit(untouched), w, h), w, h)
@@ -40,9 +42,10 @@ def test_untouched_save_is_bit_exact(size, display):
     assert shown(stored, display).shape == (display[1], display[0])
 
 
-@pytest.mark.parametrize("size,display", [((480, 320), (480, 320)), ((2048, 1200), (1024, 600))])
+@pytest.mark.parametrize("size,display", [((480, 320), (480, 320)), ((6000, 3000), (4096, 2048))])
 def test_a_stroke_lands_where_it_was_painted(size, display):
     w, h = size
+    assert mask_size(w, h) == display
     edit = np.full((display[1], display[0]), KEEP, np.uint8)
     edit[10:40, 20:60] = 2   # painted class 2
     edit[50:60, 20:60] = 0   # erased
