@@ -40,7 +40,7 @@ class ForgetRawCalls:
         self.app, self.blocks = app, blocks
         self.waiting: set[str] = set()
         self.unread: dict[str, float] = {}  # event id -> when it was posted, oldest first
-        self.retry_scheduled = False
+        self.retry_at: float | None = None  # when the sweep timer fires next (None: none)
 
     async def __call__(self, scope, receive, send):
         posted = scope["type"] == "http" and scope.get("method") == "POST" and \
@@ -66,7 +66,7 @@ class ForgetRawCalls:
 
     def sweep(self, from_timer: bool = False) -> None:
         if from_timer:
-            self.retry_scheduled = False
+            self.retry_at = None
         old, extra = time.monotonic() - self.UNREAD_MAX_AGE_S, len(self.unread) - self.UNREAD_MAX
         for i, (event_id, posted) in enumerate(list(self.unread.items())):
             if posted > old and i >= extra:
@@ -75,8 +75,11 @@ class ForgetRawCalls:
                 del self.unread[event_id]
         self.waiting = {eid for eid in self.waiting
                         if not forget_call_session(self.blocks, eid)}
-        if (self.waiting or self.unread) and not self.retry_scheduled:
-            import asyncio
-            self.retry_scheduled = True
+        if self.waiting or self.unread:
+            # a finished call is retried after RETRY_SECONDS, not the unread results' slower timer
             delay = self.RETRY_SECONDS if self.waiting else self.UNREAD_MAX_AGE_S / 4
-            asyncio.get_running_loop().call_later(delay, self.sweep, True)
+            due = time.monotonic() + delay
+            if self.retry_at is None or due < self.retry_at:
+                import asyncio
+                self.retry_at = due
+                asyncio.get_running_loop().call_later(delay, self.sweep, True)
