@@ -52,9 +52,8 @@ const log = window.__hitlLog.displayed, n = log.length, t0 = performance.now();
 document.body.dispatchEvent(new KeyboardEvent("keydown", {key, bubbles: true}));
 """ + UNTIL_NEXT_DISPLAYED
 
-STROKE = """
-const c = document.getElementById(arguments[0]), r = c.getBoundingClientRect();
-const at = (fx, fy, type) => c.dispatchEvent(new PointerEvent(type, {
+# a horizontal stroke across canvas `c` (its box `r`), by pointer events
+DRAW = """const at = (fx, fy, type) => c.dispatchEvent(new PointerEvent(type, {
   pointerId: 7, bubbles: true, button: 0, buttons: 1, isPrimary: true,
   clientX: r.left + fx * r.width, clientY: r.top + fy * r.height}));
 at(0.2, 0.5, "pointerdown");
@@ -62,16 +61,14 @@ for (let i = 1; i <= 10; i++) at(0.2 + 0.06 * i, 0.5, "pointermove");
 at(0.8, 0.5, "pointerup");
 """
 
+STROKE = """
+const c = document.getElementById(arguments[0]), r = c.getBoundingClientRect();
+""" + DRAW
+
 STROKE_AND_SAVE = """
 const [done] = arguments;
 const c = document.getElementById("seg-canvas"), r = c.getBoundingClientRect();
-const at = (fx, fy, type) => c.dispatchEvent(new PointerEvent(type, {
-  pointerId: 7, bubbles: true, button: 0, buttons: 1, isPrimary: true,
-  clientX: r.left + fx * r.width, clientY: r.top + fy * r.height}));
-at(0.2, 0.5, "pointerdown");
-for (let i = 1; i <= 10; i++) at(0.2 + 0.06 * i, 0.5, "pointermove");
-at(0.8, 0.5, "pointerup");
-const log = window.__hitlSegLog.displayed, n = log.length, t0 = performance.now();
+""" + DRAW + """const log = window.__hitlSegLog.displayed, n = log.length, t0 = performance.now();
 document.body.dispatchEvent(new KeyboardEvent("keydown", {key: "Enter", bubbles: true}));
 """ + UNTIL_NEXT_DISPLAYED
 
