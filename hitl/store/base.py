@@ -119,10 +119,6 @@ class StoreBase:
                 self.lease_book.drop(done)
             return result
 
-    def _per_revision(self, key, load):
-        """A small answer (label counts, someone's last class) kept until the next change."""
-        return self.index.per_revision(key, load)
-
     def close(self, grace: float = 0.0) -> None:
         """Close the file; a read still running on another thread's cursor (a page's timer
         during a reset) makes DuckDB refuse, so wait for it briefly instead of failing.

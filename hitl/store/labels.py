@@ -299,7 +299,7 @@ class Labels:
             f"WHERE i.readable {where} ORDER BY m.image_id", params).fetchnumpy()["image_id"]
 
     def last_label_class(self, user: str) -> int | None:
-        return self._per_revision(("last_class", user), lambda: self._one(
+        return self.index.per_revision(("last_class", user), lambda: self._one(
             "SELECT class_id FROM labels WHERE \"user\" = ? ORDER BY created_at DESC LIMIT 1",
             [user]))
 

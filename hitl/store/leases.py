@@ -152,7 +152,7 @@ class Leases:
 
     def label_counts(self) -> dict[int, int]:
         """Labels per class id, classes with no label included as 0 (once per revision)."""
-        return self._per_revision("label_counts", lambda: dict(self._rows(
+        return self.index.per_revision("label_counts", lambda: dict(self._rows(
             "SELECT c.id, count(l.image_id) FROM classes c "
             "LEFT JOIN labels l ON l.class_id = c.id GROUP BY c.id")))
 

@@ -118,7 +118,7 @@ class Predictions:
     def counts(self) -> dict[str, int]:
         """Images (from the in-memory catalogue), labels, masks and skips (once per revision)."""
         cat = self._catalogue()
-        done = self._per_revision("counts", lambda: self._rows(
+        done = self.index.per_revision("counts", lambda: self._rows(
             "SELECT (SELECT count(*) FROM labels), (SELECT count(*) FROM masks), "
             "(SELECT count(*) FROM skips)")[0])
         return dict(zip(["total", "readable", "labels", "masks", "skips"],
@@ -126,7 +126,7 @@ class Predictions:
 
     def live_accuracy(self, last_n: int) -> tuple[float | None, int]:
         """Share of the last N labels whose shown prediction was right, and how many counted."""
-        row = self._per_revision(("live", int(last_n)), lambda: self._rows(
+        row = self.index.per_revision(("live", int(last_n)), lambda: self._rows(
             "SELECT avg(CASE WHEN shown_class_id = class_id THEN 1.0 ELSE 0.0 END), count(*) "
             "FROM (SELECT * FROM labels WHERE shown_class_id IS NOT NULL "
             "ORDER BY created_at DESC LIMIT ?)", [int(last_n)])[0])
@@ -135,7 +135,7 @@ class Predictions:
     def user_stats(self) -> list[tuple[str, int, float]]:
         """(user, labels + masks + skips done, actions per hour over their active span), once
         per revision."""
-        return self._per_revision("user_stats", lambda: self._rows(
+        return self.index.per_revision("user_stats", lambda: self._rows(
             "SELECT \"user\", count(*) AS n, "
             "CASE WHEN count(*) > 1 AND epoch(max(\"at\")) > epoch(min(\"at\")) "
             "THEN (count(*) - 1) * 3600.0 / (epoch(max(\"at\")) - epoch(min(\"at\"))) END "
@@ -145,7 +145,7 @@ class Predictions:
     def done_since(self, since) -> dict[str, int]:
         """Labels, masks and skips per user since a moment (a board's "yours today"), once
         per revision."""
-        rows = self._per_revision(("done_since", since), lambda: self._rows(
+        rows = self.index.per_revision(("done_since", since), lambda: self._rows(
             "SELECT \"user\", count(*) FROM events WHERE action IN ('label', 'mask', 'skip') "
             "AND NOT undone AND \"at\" >= ? GROUP BY \"user\"", [since]))
         return {user: int(n) for user, n in rows}

@@ -157,7 +157,7 @@ class Review:
     def review_counts(self) -> dict[int, dict[str, int]]:
         """Per page class: images shown on review pages, accepted as shown, and review labels
         in force (pages undone do not count); once per revision."""
-        return self._per_revision("review_counts", self._read_review_counts)
+        return self.index.per_revision("review_counts", self._read_review_counts)
 
     def _read_review_counts(self) -> dict[int, dict[str, int]]:
         out: dict[int, dict[str, int]] = {}
