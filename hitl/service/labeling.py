@@ -315,36 +315,3 @@ class Labeling:
             result["note"] = "; ".join(f"image {i} was changed by {who} since, so it stays "
                                        "as they left it" for i, who in done["kept"].items())
         return result
-
-    # ---- review (hitl/review.py), with the same own-work rule ------------------------------
-    @action(LABELER)
-    def accept_batch(self, caller: Caller, image_ids, class_name: str, rejected_ids=None,
-                     relabels: dict | None = None) -> dict:
-        self._may_change(caller, self._whole_ids([*(image_ids or []), *(relabels or {})]))
-        return super().accept_batch(caller, image_ids, class_name, rejected_ids, relabels)
-
-    @action(LABELER)
-    def keep_suspect(self, caller: Caller, image_id: int, seen_label: str | None = None) -> dict:
-        image_id = whole(image_id, "image_id")
-        self._may_change(caller, self._whole_ids([image_id]))
-        return super().keep_suspect(caller, image_id, seen_label)
-
-    @action(LABELER)
-    def remove_suspect(self, caller: Caller, image_id: int,
-                       seen_label: str | None = None) -> dict:
-        image_id = whole(image_id, "image_id")
-        self._may_change(caller, self._whole_ids([image_id]))
-        return super().remove_suspect(caller, image_id, seen_label)
-
-    @action(LABELER)
-    def relabel_suspect(self, caller: Caller, image_id: int, class_name: str,
-                        seen_label: str | None = None) -> dict:
-        image_id = whole(image_id, "image_id")
-        self._may_change(caller, self._whole_ids([image_id]))
-        return super().relabel_suspect(caller, image_id, class_name, seen_label)
-
-    @staticmethod
-    def _whole_ids(image_ids) -> list[int]:
-        if not isinstance(image_ids, (list, tuple)):
-            raise BadInput("Image ids must be a list of whole numbers.")
-        return [whole(i, "Image ids") for i in image_ids]

@@ -2,6 +2,7 @@
 hitl/review.py's store-aware layer; `Service` mixes them in."""
 from __future__ import annotations
 
+from hitl.errors import BadInput
 from hitl.review import Review
 from hitl.service.guard import LABELER, action, whole
 
@@ -11,7 +12,8 @@ class ReviewService:
 
     Every method takes the caller first, declares its role (reviewing is labeling) and
     answers a plain dict; a refusal is a typed error (hitl/errors.py). The caller's name is
-    who the page is leased to and who the labels are recorded for.
+    who the page is leased to and who the labels are recorded for. A change to labels keeps
+    the own-work rule of labeling (`_may_change`, hitl/service/labeling.py).
     """
 
     session: object
@@ -32,6 +34,7 @@ class ReviewService:
     def accept_batch(self, caller, image_ids, class_name: str, rejected_ids=None,
                      relabels: dict | None = None) -> dict:
         """The page's unmarked images become class_name; one undo reverts the page."""
+        self._may_change(caller, _whole_ids([*(image_ids or []), *(relabels or {})]))
         return self.review.accept_batch(caller.name, image_ids, class_name, rejected_ids,
                                         relabels)
 
@@ -43,16 +46,22 @@ class ReviewService:
     @action(LABELER)
     def keep_suspect(self, caller, image_id: int, seen_label: str | None = None) -> dict:
         """Keep a suspect's label; seen_label (what the labeler saw) guards against a change."""
-        return self.review.keep(caller.name, whole(image_id, "image_id"), seen_label)
+        image_id = whole(image_id, "image_id")
+        self._may_change(caller, [image_id])
+        return self.review.keep(caller.name, image_id, seen_label)
 
     @action(LABELER)
     def remove_suspect(self, caller, image_id: int, seen_label: str | None = None) -> dict:
-        return self.review.remove(caller.name, whole(image_id, "image_id"), seen_label)
+        image_id = whole(image_id, "image_id")
+        self._may_change(caller, [image_id])
+        return self.review.remove(caller.name, image_id, seen_label)
 
     @action(LABELER)
     def relabel_suspect(self, caller, image_id: int, class_name: str,
                         seen_label: str | None = None) -> dict:
-        return self.review.relabel(caller.name, whole(image_id, "image_id"), class_name, seen_label)
+        image_id = whole(image_id, "image_id")
+        self._may_change(caller, [image_id])
+        return self.review.relabel(caller.name, image_id, class_name, seen_label)
 
     @action(LABELER)
     def undo_page(self, caller) -> dict:
@@ -63,3 +72,9 @@ class ReviewService:
     def similar(self, caller, image_id: int, n: int = 24) -> dict:
         """The n unlabeled images nearest to image_id, leased to the caller as a page."""
         return self.review.similar(caller.name, whole(image_id, "image_id"), n)
+
+
+def _whole_ids(image_ids) -> list[int]:
+    if not isinstance(image_ids, (list, tuple)):
+        raise BadInput("Image ids must be a list of whole numbers.")
+    return [whole(i, "Image ids") for i in image_ids]
